@@ -1,0 +1,50 @@
+"""Static pictures of motions for admin and reports (matplotlib, no display needed)."""
+from __future__ import annotations
+
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+PERSON_COLOURS = ("#1f5fa8", "#c0392b", "#2e8b57", "#8e44ad")
+
+
+def stick_figure_strip(motion: np.ndarray, skeleton, num_panels: int = 6, overlay: np.ndarray | None = None,
+                       size: float = 1.6) -> bytes:
+    """PNG bytes: `num_panels` evenly spaced frames of (M, T, V, 3), front view (x right, y up).
+
+    `overlay` (same shape) is drawn in orange on top, to compare an adversarial motion
+    with its original.
+    """
+    m, t, v, _ = motion.shape
+    frames = np.unique(np.linspace(0, t - 1, num_panels).round().astype(int))
+    present = [p for p in range(m) if np.abs(motion[p]).sum() > 0] or [0]
+    pts = motion[present].reshape(-1, 3)
+    pts = pts[np.abs(pts).sum(1) > 0] if (np.abs(pts).sum(1) > 0).any() else pts
+    lo, hi = pts.min(0), pts.max(0)
+    pad = 0.1 * max(hi[1] - lo[1], hi[0] - lo[0], 1e-3)
+    fig, axes = plt.subplots(1, len(frames), figsize=(size * len(frames), size * 1.4), squeeze=False)
+    for ax, f in zip(axes[0], frames):
+        for p in present:
+            _draw(ax, motion[p, f], skeleton, PERSON_COLOURS[p % len(PERSON_COLOURS)])
+            if overlay is not None:
+                _draw(ax, overlay[p, f], skeleton, "#f39c12", width=1.2)
+        ax.set_xlim(lo[0] - pad, hi[0] + pad)
+        ax.set_ylim(lo[1] - pad, hi[1] + pad)
+        ax.set_aspect("equal")
+        ax.set_title(f"frame {f}", fontsize=7)
+        ax.axis("off")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _draw(ax, pose, skeleton, colour, width=2.0):
+    for c, p in skeleton.bones:
+        ax.plot([pose[c, 0], pose[p, 0]], [pose[c, 1], pose[p, 1]], color=colour, lw=width, solid_capstyle="round")
+    ax.scatter(pose[:, 0], pose[:, 1], s=4, color=colour, zorder=3)

@@ -1,0 +1,308 @@
+"""Generating adversarial samples into the database, and judging them on other recognizers.
+
+A `GenerationRun` is identified by its configuration: running `generate_samples` again
+with the same arguments finds the run and attacks only the clips it has not stored yet.
+Each batch is written in its own transaction as soon as it is done, and everything
+random (SA targets, the CIASA discriminator) is drawn from the whole scope up front, so
+a resumed run stores exactly what an uninterrupted one would have.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from . import preprocessing
+from .evaluation import predict as predict_probs
+from .losses import STRATEGIES
+from .methods import (METHODS, MotionDiscriminator, attack_in_batches, method_config, random_targets,
+                      train_motion_discriminator)
+from .metrics import perceptual_metrics
+from .models import AdversarialSample, GenerationRun, Recognizer, TransferResult, motion_to_bytes
+from .recognition import RecognitionError, load_model, model_inputs, split_clips
+
+
+@dataclasses.dataclass
+class GenerationReport:
+    run: GenerationRun
+    attacked_now: int
+    already_stored: int
+
+
+class GenerationCancelled(Exception):
+    """The run was cancelled (admin) while a batch was being attacked; what is stored stays."""
+
+
+@dataclasses.dataclass
+class GenerationScope:
+    """What every batch of a run shares, drawn from the whole scope before the first batch.
+
+    A worker that attacks any subset of the clips (a shard, or the rest of an interrupted
+    run) sees the same SA targets and the same CIASA discriminator as an uninterrupted
+    in-process run, and so stores the same samples.
+    """
+
+    run: GenerationRun
+    recognizer: Recognizer
+    config: dict
+    clips: list  # the Clip rows in scope, in split order; positions index into this list
+    labels: np.ndarray
+    targets: np.ndarray | None
+    options: dict  # method options, with the run's discriminator when the method needs one
+    skeleton: object
+
+    def stored_positions(self) -> set[int]:
+        stored = set(self.run.samples.values_list("clip_id", flat=True))
+        return {i for i, c in enumerate(self.clips) if c.pk in stored}
+
+
+def generation_config(method, strategy, *, top_n=3, target=None, iterations=300, split="test", limit=None,
+                      seed=0, options=None) -> dict:
+    """The run's identity; `method_config` validates the options (unknown ones raise)."""
+    if method not in METHODS:
+        raise RecognitionError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
+    if strategy not in STRATEGIES:
+        raise RecognitionError(f"unknown strategy {strategy!r}: choose one of {', '.join(STRATEGIES)}")
+    options = dict(options or {})
+    try:
+        method_config(method, **options)
+    except TypeError as e:
+        raise RecognitionError(f"invalid option for {method}: {e}") from None
+    if strategy == "sa" and target is None:
+        target = "random"
+    if strategy != "sa" and target is not None:
+        raise RecognitionError("--target only applies to strategy sa")
+    return {"method": method, "strategy": strategy, "top_n": int(top_n) if strategy == "abn" else None,
+            "target": target, "iterations": int(iterations), "split": split, "limit": limit, "seed": int(seed),
+            "options": options}
+
+
+def generate_samples(recognizer: Recognizer, config: dict, *, batch_size=64, device="cpu",
+                     progress=True) -> GenerationReport:
+    """Attack the correctly classified clips of the configured split; store one sample per clip.
+
+    In-process: prepare the scope, then attack every attackable clip not stored yet. Celery
+    workers run the same two steps, one shard of positions at a time (`attacks.tasks`).
+    """
+    run = open_run(recognizer, config)
+    scope, attackable, model, inputs = prepare_run(run, device=device)
+    stored = scope.stored_positions()
+    todo = [int(i) for i in attackable if int(i) not in stored]
+    attack_positions(scope, todo, model=model, inputs=inputs, batch_size=batch_size, device=device,
+                     progress=progress)
+    run.status, run.finished_at = "done", timezone.now()
+    run.save(update_fields=["status", "finished_at"])
+    return GenerationReport(run=run, attacked_now=len(todo), already_stored=len(stored))
+
+
+def open_run(recognizer: Recognizer, config: dict) -> GenerationRun:
+    """The run of this configuration (created on first use); a cancelled run is not reopened."""
+    run, _ = GenerationRun.objects.get_or_create(
+        recognizer=recognizer, config_hash=GenerationRun.hash_config(config),
+        defaults={"method": config["method"], "strategy": config["strategy"], "split": config["split"],
+                  "config": config})
+    if run.status == "cancelled":
+        raise RecognitionError(f"run {run.pk} was cancelled; delete it to start again")
+    return run
+
+
+def prepare_run(run: GenerationRun, *, device="cpu", status="running"):
+    """Classify the scope, record its size, and fix what is random (the discriminator is
+    trained once and stored under DATA_DIR). Returns (scope, attackable positions, model, inputs)."""
+    recognizer = run.recognizer
+    clips, labels = _scope_clips(run)
+    inputs = model_inputs(clips, recognizer.dataset.get_skeleton(), recognizer.input_spec, recognizer.dataset.fps)
+    model = load_model(recognizer, device)
+    probs = predict_probs(model, inputs.X, device=device)
+    attackable = probs.argmax(1) == labels
+    targets = _targets(run.config, labels, recognizer.dataset)
+    if targets is not None and run.config["target"] != "random":
+        attackable &= labels != targets  # a clip of the target class cannot be attacked towards it
+    positions = np.flatnonzero(attackable)
+    run.total, run.skipped = len(clips), int((~attackable).sum())
+    run.status = status
+    run.save(update_fields=["total", "skipped", "status"])
+    if len(positions) and _needs_discriminator(run.config) and not discriminator_path(run).exists():
+        # Trained on the whole attackable scope, seeded, stored once: every worker and every
+        # resumed run attacks with the same weights, whatever device it runs on.
+        disc = train_motion_discriminator(
+            torch.from_numpy(inputs.X[positions[:512]]).to(device), recognizer.dataset.get_skeleton(),
+            steps=method_config("ciasa", **run.config["options"]).discriminator_steps, seed=run.config["seed"])
+        save_discriminator(disc, discriminator_path(run))
+    return load_scope(run, clips=clips, labels=labels), positions, model, inputs
+
+
+def load_scope(run: GenerationRun, *, clips=None, labels=None) -> GenerationScope:
+    """The scope of a prepared run, without classifying anything (what a shard worker needs)."""
+    recognizer = run.recognizer
+    if clips is None:
+        clips, labels = _scope_clips(run)
+    skeleton = recognizer.dataset.get_skeleton()
+    options = dict(run.config["options"])
+    if _needs_discriminator(run.config) and discriminator_path(run).exists():
+        options["discriminator"] = load_discriminator(discriminator_path(run), skeleton)
+    return GenerationScope(run=run, recognizer=recognizer, config=run.config, clips=clips, labels=labels,
+                           targets=_targets(run.config, labels, recognizer.dataset), options=options,
+                           skeleton=skeleton)
+
+
+def attack_positions(scope: GenerationScope, positions, *, model=None, inputs=None, batch_size=64, device="cpu",
+                     progress=True) -> int:
+    """Attack the clips at `positions` of the scope that are not stored yet, batch by batch;
+    each batch is stored in its own transaction. Checks for cancellation after every batch
+    (raising `GenerationCancelled`). Returns the number of samples stored now.
+
+    `inputs` may hold the model inputs of the whole scope (the in-process run has them);
+    otherwise only the clips at `positions` are loaded.
+    """
+    run, config, clips = scope.run, scope.config, scope.clips
+    stored = scope.stored_positions()
+    todo = np.array([int(i) for i in positions if int(i) not in stored], dtype=np.int64)
+    if not len(todo):
+        return 0
+    if _needs_discriminator(config) and "discriminator" not in scope.options:
+        raise RecognitionError(f"run {run.pk} has no stored discriminator ({discriminator_path(run)}); "
+                               "prepare the run first")
+    recognizer = scope.recognizer
+    if inputs is None:
+        inputs, rows_of = model_inputs([clips[i] for i in todo], scope.skeleton, recognizer.input_spec,
+                                       recognizer.dataset.fps), np.arange(len(todo))
+    else:
+        rows_of = todo
+    model = model if model is not None else load_model(recognizer, device)
+    labels = scope.labels
+    written = 0
+
+    def store(_batch, idx, result):
+        nonlocal written
+        rows = []
+        pos, at = todo[idx], rows_of[idx]
+        metrics = perceptual_metrics(inputs.X[at], result.adversarial.numpy(), scope.skeleton)
+        for k, (i, r) in enumerate(zip(pos, at)):
+            clip = clips[i]
+            original = preprocessing.to_world(inputs.X[r], inputs.worlds[r], crop=False)
+            adversarial = preprocessing.to_world(result.adversarial[k].numpy(), inputs.worlds[r], crop=False)
+            m, t, v, _ = original.shape
+            rows.append(AdversarialSample(
+                run=run, clip=clip, recognizer=recognizer, method=config["method"], strategy=config["strategy"],
+                fps=float(inputs.fps[r]), num_persons=m, num_frames=t, num_joints=v,
+                original=motion_to_bytes(original), adversarial=motion_to_bytes(adversarial),
+                label=int(labels[i]), label_before=int(result.labels_before[k]),
+                label_after=int(result.labels_after[k]),
+                target=None if result.targets is None else int(result.targets[k]),
+                probs_before=[round(float(p), 6) for p in result.probs_before[k]],
+                probs_after=[round(float(p), 6) for p in result.probs_after[k]],
+                success=bool(result.success[k]), iterations=int(result.iterations[k]),
+                **{name: float(values[k]) for name, values in metrics.items()}))
+        with transaction.atomic():
+            # Another worker may have stored some of these clips (a redelivered shard): the
+            # results are identical, and the unique (run, clip) constraint keeps one of each.
+            AdversarialSample.objects.bulk_create(rows, ignore_conflicts=True)
+        written += len(rows)
+        if GenerationRun.objects.filter(pk=run.pk, status="cancelled").exists():
+            raise GenerationCancelled(f"run {run.pk} was cancelled")
+
+    targets = scope.targets
+    attack_in_batches(
+        model, inputs.X[rows_of], labels[todo], scope.skeleton, batch_size=batch_size, device=device,
+        targets=None if targets is None else targets[todo], on_batch=store, show_progress=progress,
+        method=config["method"], strategy=config["strategy"], seed=config["seed"],
+        iterations=config["iterations"], top_n=config["top_n"] or 3, **scope.options)
+    return written
+
+
+def discriminator_path(run: GenerationRun) -> Path:
+    """Per run (and its creation time, since a deleted run's id may come back)."""
+    stamp = int(run.created_at.timestamp() * 1000)
+    return Path(settings.DATA_DIR) / "generation" / f"run-{run.pk}-{stamp}" / "discriminator.pt"
+
+
+def save_discriminator(disc: MotionDiscriminator, path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    first = disc.net[0]
+    torch.save({"num_persons": first.in_channels // (3 * (disc.skeleton.num_bones + disc.skeleton.num_joints)),
+                "hidden": first.out_channels,
+                "state": {k: v.detach().cpu() for k, v in disc.state_dict().items()}}, tmp)
+    os.replace(tmp, path)  # atomic: a concurrent reader sees no file or the whole file
+
+
+def load_discriminator(path: Path, skeleton) -> MotionDiscriminator:
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    disc = MotionDiscriminator(skeleton, saved["num_persons"], hidden=saved["hidden"])
+    disc.load_state_dict(saved["state"])
+    return disc.eval()
+
+
+def _scope_clips(run: GenerationRun):
+    recognizer, config = run.recognizer, run.config
+    clips = split_clips(recognizer.split, config["split"])
+    if config["limit"]:
+        clips = clips[: int(config["limit"])]
+    if not clips:
+        raise RecognitionError(f"split {config['split']!r} of {recognizer.split} has no clips")
+    return clips, np.array([c.label for c in clips], dtype=np.int64)
+
+
+def _targets(config, labels, dataset):
+    if config["strategy"] != "sa":
+        return None
+    if config["target"] == "random":
+        return random_targets(labels, dataset.num_classes, config["seed"]).numpy()
+    target = int(config["target"])
+    if not 0 <= target < dataset.num_classes:
+        raise RecognitionError(f"target {target} is not a class of {dataset.name} (0..{dataset.num_classes - 1})")
+    return np.full(len(labels), target)
+
+
+def _needs_discriminator(config) -> bool:
+    return config["method"] == "ciasa" and bool(method_config("ciasa", **config["options"]).gan_weight)
+
+
+def success_criterion(strategy, probs_after: np.ndarray, label: int, target, top_n) -> bool:
+    """The sample's own strategy criterion, applied to another recognizer's output."""
+    if strategy == "ab":
+        return int(probs_after.argmax()) != label
+    if strategy == "abn":
+        return label not in np.argsort(-probs_after, kind="stable")[: top_n or 3]
+    return int(probs_after.argmax()) == target
+
+
+def transfer_samples(samples, targets: list[Recognizer], *, device="cpu", progress=True) -> int:
+    """Judge stored samples on other recognizers (black box); already judged pairs are skipped."""
+    samples = list(samples.select_related("run", "clip", "recognizer__dataset"))
+    written = 0
+    for target in targets:
+        model = load_model(target, device)
+        skeleton = target.dataset.get_skeleton()
+        spec = target.input_spec
+        todo = [s for s in samples if not TransferResult.objects.filter(sample=s, recognizer=target).exists()]
+        if not todo:
+            continue
+        for s in todo:
+            if s.recognizer.dataset.class_names != target.dataset.class_names:
+                raise RecognitionError(f"{target.name} was trained on other classes than {s.recognizer.name}")
+
+        def batch(motions):
+            if spec.get("normalise"):
+                motions = [preprocessing.normalise_for_recognition(m, skeleton) for m in motions]
+            return preprocessing.to_fixed_length(motions, spec["num_frames"], spec["num_persons"])
+
+        clean = predict_probs(model, batch([s.original_motion() for s in todo]), device=device).argmax(1)
+        after = predict_probs(model, batch([s.adversarial_motion() for s in todo]), device=device)
+        rows = [TransferResult(sample=s, recognizer=target, label_clean=int(clean[k]),
+                               label_after=int(after[k].argmax()),
+                               probs_after=[round(float(p), 6) for p in after[k]],
+                               success=success_criterion(s.strategy, after[k], s.label, s.target,
+                                                         s.run.config.get("top_n")))
+                for k, s in enumerate(todo)]
+        with transaction.atomic():
+            TransferResult.objects.bulk_create(rows)
+        written += len(rows)
+    return written

@@ -1,0 +1,95 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from attacks.generation import generate_samples, generation_config, transfer_samples
+from attacks.methods import METHODS
+from attacks.models import Recognizer
+from attacks.recognition import RecognitionError
+
+from ._options import parse_key_values
+
+
+class Command(BaseCommand):
+    help = ("Attack the correctly classified clips of a recognizer's split and store one adversarial sample per "
+            "clip. Re-running the same command resumes an interrupted run without duplicates.")
+
+    def add_arguments(self, parser):
+        parser.add_argument("--recognizer", required=True)
+        parser.add_argument("--method", required=True, choices=METHODS)
+        parser.add_argument("--strategy", default="ab", choices=["ab", "abn", "sa"])
+        parser.add_argument("--top-n", type=int, default=3, help="ABN: success when the true label leaves the top N")
+        parser.add_argument("--target", help="SA: a label index, or 'random' (default) for a seeded draw")
+        parser.add_argument("--iterations", type=int, default=300)
+        parser.add_argument("--lr", type=float, help="Adam step for smart/l2/l2-acc/l2-bone (paper: 0.005-0.0005)")
+        parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                            help="Method option, e.g. epsilon=0.01 step_size=0.001 gan_weight=0.1 alpha=0.3")
+        parser.add_argument("--batch-size", type=int, default=64)
+        parser.add_argument("--split", default="test", choices=["train", "val", "test"])
+        parser.add_argument("--limit", type=int, help="Only the first N clips of the split")
+        parser.add_argument("--device", default="cpu")
+        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--transfer-to", nargs="+", default=[], metavar="RECOGNIZER",
+                            help="Also judge the samples on these recognizers (black-box transfer)")
+        parser.add_argument("--no-progress", action="store_true")
+        parser.add_argument("--queue", action="store_true",
+                            help="Send the work as shards to Celery workers (celery -A studyportal worker) "
+                                 "instead of attacking here; this process only classifies the scope")
+        parser.add_argument("--shard-size", type=int, default=256,
+                            help="--queue: clips per shard (rounded up to whole batches)")
+        parser.add_argument("--celery-queue", help="--queue: Celery queue name (default: settings.CELERY_QUEUE)")
+
+    def handle(self, *args, **o):
+        try:
+            recognizer = Recognizer.objects.select_related("dataset", "split").get(name=o["recognizer"])
+        except Recognizer.DoesNotExist:
+            raise CommandError(f"no recognizer named {o['recognizer']!r}") from None
+        options = parse_key_values(o["option"], "--option")
+        if o["lr"] is not None:
+            options["lr"] = o["lr"]
+        target = o["target"]
+        if target not in (None, "random"):
+            try:
+                target = int(target)
+            except ValueError:
+                raise CommandError(f"--target must be a label index or 'random', got {target!r}") from None
+        try:
+            config = generation_config(o["method"], o["strategy"], top_n=o["top_n"], target=target,
+                                       iterations=o["iterations"], split=o["split"], limit=o["limit"],
+                                       seed=o["seed"], options=options)
+            if o["queue"]:
+                return self.queue(recognizer, config, o)
+            report = generate_samples(recognizer, config, batch_size=o["batch_size"], device=o["device"],
+                                      progress=not o["no_progress"])
+            run = report.run
+            if o["transfer_to"]:
+                targets = list(Recognizer.objects.filter(name__in=o["transfer_to"]))
+                missing = set(o["transfer_to"]) - {t.name for t in targets}
+                if missing:
+                    raise CommandError(f"no recognizer named {', '.join(sorted(missing))}")
+                transfer_samples(run.samples.all(), targets, device=o["device"], progress=not o["no_progress"])
+        except RecognitionError as e:
+            raise CommandError(str(e)) from e
+        rate = run.success_rate()
+        self.stdout.write(self.style.SUCCESS(
+            f"run {run.pk} ({run.method}/{run.strategy} on {recognizer.name}): {run.done} samples "
+            f"({report.attacked_now} new, {report.already_stored} resumed), {run.skipped} of {run.total} clips "
+            f"skipped as misclassified; success {'n/a' if rate is None else f'{100 * rate:.1f}%'}"))
+        for t in o["transfer_to"]:
+            judged = run.samples.filter(transfers__recognizer__name=t)
+            n = judged.count()
+            ok = judged.filter(transfers__recognizer__name=t, transfers__success=True).count()
+            self.stdout.write(f"  transfer to {t}: {ok}/{n} succeed")
+
+    def queue(self, recognizer, config, o):
+        from attacks.tasks import queue_run
+
+        if o["transfer_to"]:
+            raise CommandError("--transfer-to needs the samples: run transfer_samples once the queued run is done")
+        if o["shard_size"] < 1:
+            raise CommandError("--shard-size must be positive")
+        run, sent = queue_run(recognizer, config, shard_size=o["shard_size"], batch_size=o["batch_size"],
+                              device=o["device"], queue=o["celery_queue"])
+        attackable = run.total - run.skipped
+        self.stdout.write(self.style.SUCCESS(
+            f"run {run.pk} ({run.method}/{run.strategy} on {recognizer.name}): {attackable} of {run.total} clips "
+            f"to attack in {run.shards} shards; {sent} shards sent to the workers, {run.done} samples stored "
+            f"already"))

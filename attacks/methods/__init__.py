@@ -1,0 +1,188 @@
+"""Adversarial attack methods on skeletal motions, batched, one sample judged at a time.
+
+    attack(model, motions, labels, skeleton, method="smart", strategy="ab", ...)
+        -> AttackResult
+
+Methods: ``smart`` and its perceptual ablations ``l2``, ``l2-acc``, ``l2-bone`` (Adam on
+the motion, `smart.SmartConfig`), ``iaa`` (BIM with an L∞ budget, `iaa.IAAConfig`) and
+``ciasa`` (clipping + joint-angle limits + bone realignment + GAN regulariser,
+`ciasa.CIASAConfig`). Method options are the fields of the method's config dataclass and
+are passed as keyword arguments (e.g. ``lr=0.001``, ``epsilon=0.02``, ``gan_weight=0.5``).
+
+Motions are (N, M, T, V, 3) in world units (metres); the device is the motions' device.
+The recognizer is any ``nn.Module`` with ``forward(x) -> logits``, x (N, 3, T, V, M); a
+``preprocess`` callable (motions -> motions, differentiable) applies whatever
+normalisation the recognizer was trained with, so perturbations stay in world units.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from attacks.losses import PERCEPTUAL_KINDS, STRATEGIES
+from attacks.methods.ciasa import CIASAConfig, CIASAMethod
+from attacks.methods.engine import (
+    AttackResult, correctly_classified, forward_logits, perturbable_mask, predict, random_targets, run_attack,
+)
+from attacks.methods.iaa import IAAConfig, IAAMethod
+from attacks.methods.motion_discriminator import MotionDiscriminator, train_motion_discriminator
+from attacks.methods.smart import SmartConfig, SmartMethod
+from attacks.methods.skeleton_constraints import (
+    bone_angle_bounds_from_motions, bone_bending_angles, project_bone_angles, realign_bones,
+)
+
+METHODS = (*PERCEPTUAL_KINDS, "iaa", "ciasa")
+
+__all__ = [
+    "METHODS", "STRATEGIES", "AttackResult", "attack", "attack_in_batches", "method_config",
+    "correctly_classified", "predict", "random_targets", "perturbable_mask", "forward_logits",
+    "SmartConfig", "IAAConfig", "CIASAConfig", "MotionDiscriminator", "train_motion_discriminator",
+    "realign_bones", "project_bone_angles", "bone_bending_angles", "bone_angle_bounds_from_motions",
+]
+
+
+def method_config(method: str, **options):
+    """The config dataclass of `method` with `options` applied (unknown options raise TypeError)."""
+    if method in PERCEPTUAL_KINDS:
+        return SmartConfig(perceptual=method, **options)
+    if method == "iaa":
+        return IAAConfig(**options)
+    if method == "ciasa":
+        return CIASAConfig(**options)
+    raise ValueError(f"unknown attack method {method!r}: choose one of {', '.join(METHODS)}")
+
+
+def attack(
+    model: torch.nn.Module,
+    motions,
+    labels,
+    skeleton,
+    method: str = "smart",
+    strategy: str = "ab",
+    top_n: int = 3,
+    targets=None,
+    iterations: int = 300,
+    mask=None,
+    seed: int = 0,
+    preprocess: Callable | None = None,
+    progress: Callable | None = None,
+    early_stop: bool = True,
+    config=None,
+    **method_options,
+) -> AttackResult:
+    """Attack every motion of a batch; each stops at its own success (see `engine.run_attack`).
+
+    targets: SA target labels (N,); drawn with `random_targets(labels, C, seed)` when None.
+    mask: (N, T) bool, True on real frames (padded frames are never perturbed nor counted).
+    progress: called as progress(iteration, iterations, samples_done).
+    early_stop=False runs the full budget (for throughput measurements).
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown attack strategy {strategy!r}: choose one of {', '.join(STRATEGIES)}")
+    motions = torch.as_tensor(motions)
+    if not motions.is_floating_point():
+        motions = motions.float()
+    device = motions.device
+    labels = torch.as_tensor(labels, device=device).long()
+    mask = None if mask is None else torch.as_tensor(mask, device=device).bool()
+    config = config if config is not None else method_config(method, **method_options)
+
+    if strategy == "sa":
+        if targets is None:
+            with torch.no_grad():
+                num_classes = forward_logits(model, motions[:1], preprocess).shape[-1]
+            targets = random_targets(labels, num_classes, seed)
+        targets = torch.as_tensor(targets).long().to(device)
+        if bool((targets == labels).any()):
+            raise ValueError("a specified attack's target equals the true label")
+    else:
+        targets = None
+
+    if isinstance(config, CIASAConfig) and config.gan_weight and config.discriminator is None:
+        disc = train_motion_discriminator(motions, skeleton, steps=config.discriminator_steps, seed=seed, mask=mask)
+        config = dataclasses.replace(config, discriminator=disc)
+    if isinstance(config, SmartConfig):
+        impl = SmartMethod(config, motions.detach(), skeleton, mask)
+    elif isinstance(config, IAAConfig):
+        impl = IAAMethod(config, motions.detach(), skeleton, mask)
+    elif isinstance(config, CIASAConfig):
+        impl = CIASAMethod(config, motions.detach(), skeleton, mask)
+    else:
+        raise TypeError(f"not an attack config: {type(config).__name__}")
+
+    return run_attack(
+        model, motions, labels, impl, strategy=strategy, top_n=top_n, targets=targets,
+        iterations=iterations, mask=mask, preprocess=preprocess, progress=progress, early_stop=early_stop,
+    )
+
+
+def attack_in_batches(
+    model: torch.nn.Module,
+    motions,
+    labels,
+    skeleton,
+    batch_size: int = 64,
+    device=None,
+    masks=None,
+    targets=None,
+    on_batch: Callable | None = None,
+    show_progress: bool = True,
+    method: str = "smart",
+    strategy: str = "ab",
+    seed: int = 0,
+    **attack_options,
+) -> AttackResult:
+    """Attack a large array (N, M, T, V, 3) batch by batch; results are gathered on the CPU.
+
+    on_batch(batch_index, indices, result) is called as soon as a batch is done
+    (`indices` are positions in `motions`, `result` is on the CPU), so a caller can store
+    each batch and resume later by passing only the clips it has not stored. For resumable
+    SA runs, draw targets once for the whole set with `random_targets` and pass them.
+    CIASA without a discriminator trains one once, on (up to 512 of) these clips.
+    """
+    n = len(motions)
+    device = torch.device(device) if device is not None else (
+        motions.device if torch.is_tensor(motions) else torch.device("cpu"))
+    labels_all = torch.as_tensor(np.asarray(labels) if not torch.is_tensor(labels) else labels).long().cpu()
+    if strategy == "sa" and targets is None:
+        with torch.no_grad():
+            num_classes = forward_logits(model, _batch(motions, [0], device), attack_options.get("preprocess")).shape[-1]
+        targets = random_targets(labels_all, num_classes, seed)
+    if method == "ciasa" and attack_options.get("config") is None:
+        options = {k: v for k, v in attack_options.items() if k in {f.name for f in dataclasses.fields(CIASAConfig)}}
+        cfg = CIASAConfig(**options)
+        if cfg.gan_weight and cfg.discriminator is None:
+            pick = np.random.default_rng(seed).permutation(n)[:512]
+            pick.sort()
+            sub_mask = None if masks is None else _batch(masks, pick, device)
+            attack_options["discriminator"] = train_motion_discriminator(
+                _batch(motions, pick, device), skeleton, steps=cfg.discriminator_steps, seed=seed, mask=sub_mask)
+
+    results = []
+    starts = range(0, n, batch_size)
+    for b, start in enumerate(tqdm(starts, desc=f"{method}/{strategy}", unit="batch", disable=not show_progress)):
+        idx = np.arange(start, min(start + batch_size, n))
+        result = attack(
+            model, _batch(motions, idx, device), labels_all[idx].to(device), skeleton,
+            method=method, strategy=strategy, seed=seed,
+            targets=None if targets is None else torch.as_tensor(targets)[idx].to(device),
+            mask=None if masks is None else _batch(masks, idx, device),
+            **attack_options,
+        ).cpu()
+        if on_batch is not None:
+            on_batch(b, idx, result)
+        results.append(result)
+    if not results:
+        raise ValueError("attack_in_batches got no motions")
+    return AttackResult.concatenate(results)
+
+
+def _batch(array, idx, device):
+    x = array[torch.as_tensor(idx)] if torch.is_tensor(array) else torch.as_tensor(np.asarray(array)[idx])
+    if x.is_floating_point():
+        x = x.float()
+    return x.to(device)

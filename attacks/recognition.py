@@ -1,0 +1,219 @@
+"""Recognizers as database records: stored splits, training runs, loading, and model inputs.
+
+The numerical work lives in `training`, `evaluation` and `recognizers`; this module
+decides what a recognizer sees (the input spec), keeps the split it was trained on, and
+records results, so that attacks and reports later feed a model exactly what it was
+trained on and map adversarial motions back to world units.
+"""
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from django.conf import settings
+from django.db import transaction
+
+from . import preprocessing
+from .evaluation import confusion_matrix, confusion_matrix_figure, predict
+from .models import Dataset, DatasetSplit, Recognizer
+from .recognizers import build_recognizer
+from .splits import PROTOCOLS as PROTOCOL_SPLITS
+from .splits import protocol_split, stratified_split
+from .training import CPU_PRESETS, learning_curve_figure, load_best, split_preset, train
+
+
+class RecognitionError(Exception):
+    """Raised with a message meant for the person running the command."""
+
+
+# ---- what a recognizer sees ------------------------------------------------------------
+
+@dataclass
+class ModelInputs:
+    X: np.ndarray  # (N, M, T, V, 3) float32, what the recognizer takes (after motion.to_model_input)
+    worlds: list  # per clip: the `world` meta that `preprocessing.to_world` inverts
+    fps: np.ndarray  # (N,) frame rate of X, so a resampled clip keeps its duration
+
+
+def default_input_spec(dataset: Dataset, num_frames: int | None = None, num_persons: int | None = None) -> dict:
+    """Raw imports are centred and turned to face +z here; `smart`/`ntu` imports already are."""
+    clips = dataset.clips.all()
+    if num_persons is None:
+        num_persons = max(clips.values_list("num_persons", flat=True), default=1)
+    if num_frames is None:
+        frames = np.array(list(clips.values_list("num_frames", flat=True)))
+        num_frames = int(frames.max()) if dataset.protocol != "raw" else 64
+    return {"num_frames": int(num_frames), "num_persons": int(num_persons),
+            "normalise": dataset.protocol == "raw"}
+
+
+def model_inputs(clips, skeleton, spec: dict, fps: float) -> ModelInputs:
+    """Clips (Clip rows) -> fixed-size normalised batch and the transforms to undo it."""
+    motions, worlds = [], []
+    for clip in clips:
+        m = clip.motion()
+        world = clip.meta.get("world")
+        if spec.get("normalise"):
+            m, world = preprocessing.centre_and_face(m, skeleton)
+        motions.append(m)
+        worlds.append(_resampled_world(world, clip.num_frames, spec["num_frames"]))
+    X = preprocessing.to_fixed_length(motions, spec["num_frames"], spec["num_persons"])
+    lengths = np.array([c.num_frames for c in clips], dtype=np.float64)
+    return ModelInputs(X=X, worlds=worlds, fps=fps * spec["num_frames"] / np.maximum(lengths, 1))
+
+
+def _resampled_world(world, source_frames, num_frames):
+    """A per-frame translation (the `ntu` protocol) follows the clip through resampling."""
+    if not world:
+        return world
+    world = dict(world)
+    world.pop("frames", None)  # the resampled clip has its own length; keep every frame
+    translation = np.asarray(world["translation"], dtype=np.float32)
+    if translation.ndim == 2:
+        t = translation[:source_frames]
+        world["translation"] = preprocessing.resample(t[None, :, None, :], num_frames)[0, :, 0].tolist()
+    return world
+
+
+# ---- splits ----------------------------------------------------------------------------
+
+def get_or_create_split(dataset: Dataset, method: str = "stratified", val_fraction: float = 0.1,
+                        test_fraction: float = 0.2, seed: int = 0) -> DatasetSplit:
+    """The same arguments always give the same stored split (and so the same test set)."""
+    if method == "stratified":
+        name = f"stratified-v{val_fraction:g}-t{test_fraction:g}-s{seed}"
+    elif method in PROTOCOL_SPLITS:
+        name = f"{method}-v{val_fraction:g}-s{seed}"
+    else:
+        raise RecognitionError(f"unknown split {method!r}: use stratified or one of {', '.join(PROTOCOL_SPLITS)}")
+    existing = DatasetSplit.objects.filter(dataset=dataset, name=name).first()
+    if existing:
+        return existing
+    rows = list(dataset.clips.order_by("index").values_list("index", "label", "meta"))
+    labels = np.array([r[1] for r in rows])
+    if method == "stratified":
+        parts = stratified_split(labels, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
+    else:
+        try:
+            parts = protocol_split([r[2] for r in rows], protocol=method, val_fraction=val_fraction, seed=seed,
+                                   labels=labels)
+        except (KeyError, ValueError) as e:
+            raise RecognitionError(f"dataset {dataset.name!r} cannot use split {method!r}: {e}") from e
+    index_of = np.array([r[0] for r in rows])
+    return DatasetSplit.objects.create(
+        dataset=dataset, name=name, method=method, seed=seed,
+        parameters={"val_fraction": val_fraction, "test_fraction": test_fraction},
+        **{k: index_of[v].tolist() for k, v in parts.items()})
+
+
+def split_clips(split: DatasetSplit, part: str):
+    return list(split.dataset.clips.filter(index__in=split.indices(part)).order_by("index"))
+
+
+# ---- training --------------------------------------------------------------------------
+
+def recognizer_dir(name: str) -> Path:
+    return Path(settings.DATA_DIR) / "recognizers" / name
+
+
+def train_recognizer(dataset: Dataset, arch: str, name: str, *, epochs=None, batch_size=None, lr=None,
+                     width=None, device="cpu", seed=0, val_fraction=0.1, test_fraction=0.2,
+                     split_method="stratified", num_frames=None, progress=True) -> Recognizer:
+    """Train (or resume training) a recognizer and record it; the test split is used only at the end."""
+    model_kwargs, hyper = split_preset(dict(CPU_PRESETS.get(arch, {})))
+    hyper.update({k: v for k, v in dict(epochs=epochs, batch_size=batch_size, lr=lr).items() if v is not None})
+    hyper.setdefault("epochs", 30)
+    hyper["seed"] = seed
+    if width is not None:  # 0 asks for the published width
+        model_kwargs["width"] = width or None
+    preset_frames = model_kwargs.pop("num_frames", None)
+    if num_frames is None and dataset.protocol == "raw":
+        num_frames = preset_frames
+    split = get_or_create_split(dataset, split_method, val_fraction, test_fraction, seed)
+    spec = default_input_spec(dataset, num_frames=num_frames)
+    config = {"arch": arch, "model": model_kwargs, **hyper, "split": split.name, "input": spec}
+
+    record = Recognizer.objects.filter(name=name).first()
+    if record is not None and (record.status == "ready" or record.hyperparameters != config
+                               or record.dataset_id != dataset.id):
+        raise RecognitionError(f"a recognizer named {name!r} already exists ({record.status}, "
+                               f"{record.arch} on {record.dataset.name}); choose another --name")
+    skeleton = dataset.get_skeleton()
+    try:
+        model = build_recognizer(arch, skeleton, dataset.num_classes, num_persons=spec["num_persons"],
+                                 num_frames=spec["num_frames"], **model_kwargs)
+    except ValueError as e:
+        raise RecognitionError(str(e)) from e
+    if record is None:
+        record = Recognizer.objects.create(
+            name=name, arch=arch, dataset=dataset, split=split, hyperparameters=config, input_spec=spec,
+            checkpoint=str(Path("recognizers") / name / "best.pt"),
+            num_parameters=sum(p.numel() for p in model.parameters()))
+
+    data = {part: _arrays(split, part, skeleton, spec, dataset.fps) for part in ("train", "val", "test")}
+    if len(data["train"][1]) == 0 or len(data["val"][1]) == 0:
+        raise RecognitionError(f"split {split.name} leaves no training or validation clips")
+
+    def on_epoch_end(rec):
+        Recognizer.objects.filter(pk=record.pk).update(epochs_trained=rec["epoch"])
+
+    out_dir = recognizer_dir(name)
+    train_kwargs = {k: v for k, v in hyper.items() if k != "epochs"}
+    result = train(model, data["train"], data["val"], epochs=hyper["epochs"], device=device,
+                   checkpoint_dir=out_dir, progress=progress, on_epoch_end=on_epoch_end,
+                   metadata={"arch": arch, "model": model_kwargs, "class_names": dataset.class_names, "input": spec},
+                   **train_kwargs)
+
+    model = result.model
+    probs = {part: predict(model, data[part][0], device=device) for part in ("train", "val", "test")}
+    acc = {part: float((probs[part].argmax(1) == data[part][1]).mean()) if len(data[part][1]) else None
+           for part in probs}
+    cm = confusion_matrix(data["test"][1], probs["test"].argmax(1), dataset.num_classes) \
+        if len(data["test"][1]) else np.zeros((dataset.num_classes,) * 2, dtype=int)
+    rel = Path("recognizers") / name
+    learning_curve_figure(result.history, out_dir / "learning_curve.png", title=f"{arch} on {dataset.name}")
+    confusion_matrix_figure(cm, dataset.class_names, out_dir / "confusion.png", title=f"{name}: test split")
+    with transaction.atomic():
+        record.refresh_from_db()
+        record.status = "ready"
+        record.epochs_trained = result.epochs_completed
+        record.best_epoch = result.best_epoch
+        record.train_accuracy, record.val_accuracy, record.test_accuracy = acc["train"], acc["val"], acc["test"]
+        record.history = [{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()}
+                          for r in result.history]
+        record.confusion = cm.tolist()
+        record.learning_curve = str(rel / "learning_curve.png")
+        record.confusion_figure = str(rel / "confusion.png")
+        record.save()
+    return record
+
+
+def _arrays(split, part, skeleton, spec, fps):
+    clips = split_clips(split, part)
+    if not clips:
+        shape = (0, spec["num_persons"], spec["num_frames"], skeleton.num_joints, 3)
+        return np.zeros(shape, np.float32), np.zeros(0, np.int64)
+    inputs = model_inputs(clips, skeleton, spec, fps)
+    return inputs.X, np.array([c.label for c in clips], dtype=np.int64)
+
+
+def load_model(record: Recognizer, device="cpu") -> torch.nn.Module:
+    """The recognizer's best-validation weights, in eval mode, on `device`."""
+    if record.status != "ready":
+        raise RecognitionError(f"recognizer {record.name!r} is not trained yet (status {record.status})")
+    spec = record.input_spec
+    model = build_recognizer(record.arch, record.dataset.get_skeleton(), record.dataset.num_classes,
+                             num_persons=spec["num_persons"], num_frames=spec["num_frames"],
+                             **record.hyperparameters.get("model", {}))
+    path = Path(settings.DATA_DIR) / record.checkpoint
+    if not path.exists():
+        raise RecognitionError(f"checkpoint of {record.name!r} is missing: {path}")
+    load_best(model, path.parent)
+    return model.to(device).eval()
+
+
+def delete_training_files(name: str):
+    shutil.rmtree(recognizer_dir(name), ignore_errors=True)

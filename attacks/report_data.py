@@ -1,0 +1,175 @@
+"""The database side of the robustness report: filtered runs, samples and transfer
+results as plain records for `attacks.reports`, the joint features of stored motions,
+and the RobustnessReport row with its files.
+
+Everything numerical happens in `attacks.reports`; this module only queries, streams
+motions in chunks (a report over thousands of samples must not hold them all), writes
+files and saves the row.
+"""
+from __future__ import annotations
+
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from django.conf import settings
+from django.db.models import F
+from django.utils import timezone
+
+from . import reports
+from .models import AdversarialSample, GenerationRun, RobustnessReport, TransferResult
+
+
+@dataclass(frozen=True)
+class ReportFilters:
+    """Which rows a report covers; empty means all. `split` None means any split."""
+
+    recognizers: tuple[str, ...] = ()
+    datasets: tuple[str, ...] = ()
+    methods: tuple[str, ...] = ()
+    split: str | None = "test"
+
+    def as_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+
+@dataclass
+class ReportResult:
+    report: RobustnessReport
+    tables: dict[str, pd.DataFrame]
+    files: list[Path] = field(default_factory=list)
+
+
+def report_records(filters: ReportFilters) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(runs, samples, transfers) records in the columns `attacks.reports` documents."""
+    runs = GenerationRun.objects.select_related("recognizer__dataset").order_by("id")
+    if filters.recognizers:
+        runs = runs.filter(recognizer__name__in=filters.recognizers)
+    if filters.datasets:
+        runs = runs.filter(recognizer__dataset__name__in=filters.datasets)
+    if filters.methods:
+        runs = runs.filter(method__in=filters.methods)
+    if filters.split:
+        runs = runs.filter(split=filters.split)
+    run_rows = [{"run_id": r.id, "recognizer": r.recognizer.name, "arch": r.recognizer.arch,
+                 "dataset": r.recognizer.dataset.name,
+                 "test_accuracy": np.nan if r.recognizer.test_accuracy is None else r.recognizer.test_accuracy,
+                 "method": r.method, "strategy": r.strategy, "top_n": (r.config or {}).get("top_n"),
+                 "total": r.total, "skipped": r.skipped, "created_at": r.created_at} for r in runs]
+    run_ids = [r["run_id"] for r in run_rows]
+    samples = AdversarialSample.objects.filter(run_id__in=run_ids).order_by("id").values(
+        "run_id", "clip_id", "success", "iterations", *reports.METRICS, sample_id=F("id"))
+    transfers = TransferResult.objects.filter(sample__run_id__in=run_ids).order_by("id")
+    if filters.recognizers:
+        transfers = transfers.filter(recognizer__name__in=filters.recognizers)
+    transfers = transfers.values("sample_id", "label_clean", "success", target=F("recognizer__name"),
+                                 label=F("sample__label"))
+    return (reports.frame(run_rows, reports.RUN_COLUMNS), reports.frame(list(samples), reports.SAMPLE_COLUMNS),
+            reports.frame(list(transfers), reports.TRANSFER_COLUMNS))
+
+
+def vulnerability_features(run_id: int, chunk_size: int = 64) -> tuple[dict[str, np.ndarray], int]:
+    """Joint displacement / speed / acceleration (N, V) of the successful samples of one
+    run, streamed in chunks and vectorised over samples of equal shape."""
+    rows = (AdversarialSample.objects.filter(run_id=run_id, success=True).order_by("id")
+            .only("id", "fps", "num_persons", "num_frames", "num_joints", "original", "adversarial"))
+    parts: list[dict[str, np.ndarray]] = []
+    chunk = []
+    for s in rows.iterator(chunk_size=chunk_size):
+        chunk.append(s)
+        if len(chunk) == chunk_size:
+            parts += _chunk_features(chunk)
+            chunk = []
+    parts += _chunk_features(chunk)
+    if not parts:
+        return {}, 0
+    features = {k: np.concatenate([p[k] for p in parts]) for k in ("displacement", "speed", "acceleration")}
+    return features, len(features["displacement"])
+
+
+def build_report(filters: ReportFilters, out_dir, name: str | None = None, method: str = "smart",
+                 vulnerability_attack: str = "AB") -> ReportResult:
+    """Compute every table and figure, write them (CSV, PNG, report.md) to `out_dir`,
+    and store a RobustnessReport whose figure paths are relative to DATA_DIR."""
+    out_dir = Path(out_dir).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    runs, samples, transfers = report_records(filters)
+    tables = reports.robustness_tables(runs, samples, transfers, method=method)
+    figures = [reports.success_bar_chart(tables["table1_long"], out_dir / "success_rates.png")]
+    files = []
+
+    summary = []
+    chosen = reports.select_runs(runs, samples)
+    chosen = chosen[(chosen["method"] == method) & (chosen["attack"] == vulnerability_attack)]
+    for run in chosen.sort_values("recognizer").itertuples():
+        features, n = vulnerability_features(run.run_id)
+        if not n:
+            continue
+        joint_names = _joint_names(run.run_id, features["displacement"].shape[1])
+        matrices = reports.vulnerability_correlations(features)
+        summary += reports.correlation_summary(run.recognizer, matrices, n)
+        for kind, matrix in matrices.items():
+            stem = f"vulnerability_{run.recognizer}_{kind}"
+            csv = out_dir / f"{stem}.csv"
+            reports.correlation_frame(matrix, joint_names, kind).to_csv(csv)
+            files.append(csv)
+            title = f"{run.recognizer} ({run.dataset}), {method} {vulnerability_attack}: {kind} (n={n})"
+            figures.append(reports.correlation_heatmap(matrix, joint_names, title, out_dir / f"{stem}.png", kind))
+    tables["vulnerability"] = pd.DataFrame(
+        summary, columns=["recognizer", "correlation", "samples", "mean_diagonal", "mean_off_diagonal", "undefined"])
+    tables = _ordered(tables)
+
+    files += reports.write_tables(tables, out_dir)
+    name = name or f"robustness report {timezone.now():%Y-%m-%d %H:%M}"
+    markdown = out_dir / "report.md"
+    markdown.write_text(reports.markdown_report(name, filters.as_dict(), tables, figures, out_dir) + "\n")
+    files += [markdown, *figures]
+
+    report = RobustnessReport.objects.create(name=name, filters=filters.as_dict(), out_dir=str(out_dir),
+                                             tables=reports.json_tables(tables))
+    report.figures = _publish_figures(figures, report.pk)
+    report.save(update_fields=["figures"])
+    return ReportResult(report=report, tables=tables, files=files)
+
+
+def _chunk_features(chunk) -> list[dict[str, np.ndarray]]:
+    groups: dict[tuple, list] = {}
+    for s in chunk:
+        groups.setdefault(s.shape, []).append(s)
+    out = []
+    for group in groups.values():
+        original = np.stack([s.original_motion() for s in group])
+        adversarial = np.stack([s.adversarial_motion() for s in group])
+        fps = np.array([s.fps for s in group], dtype=np.float64)
+        out.append(reports.joint_motion_features(original, adversarial, fps))
+    return out
+
+
+def _joint_names(run_id: int, num_joints: int) -> list[str]:
+    run = GenerationRun.objects.select_related("recognizer__dataset").get(pk=run_id)
+    joints = list(run.recognizer.dataset.get_skeleton().joints)
+    return joints if len(joints) == num_joints else [f"joint {j}" for j in range(num_joints)]
+
+
+def _ordered(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """Paper tables first, their long forms with counts after."""
+    main = {k: v for k, v in tables.items() if not k.endswith("_long")}
+    return {**main, **{k: v for k, v in tables.items() if k.endswith("_long")}}
+
+
+def _publish_figures(figures, report_id: int) -> list[str]:
+    """Figure paths relative to DATA_DIR; figures written elsewhere are copied to
+    DATA_DIR/reports/<id>/ so admin can serve them."""
+    root = Path(settings.DATA_DIR).resolve()
+    out = []
+    for fig in figures:
+        fig = Path(fig).resolve()
+        if not fig.is_relative_to(root):
+            dest = root / "reports" / str(report_id) / fig.name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(fig, dest)
+            fig = dest
+        out.append(fig.relative_to(root).as_posix())
+    return out

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Issue 4's experiment: SMART and the baselines against GTU3DActions recognizers, whole test split.
+# Usage: experiments/gtu_attacks.sh [ARCH ...]   (default: stgcn agcn); results in $DATA_DIR/reports/gtu-attacks
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/venv.sh
+export DATA_DIR=${DATA_DIR:-$PWD/var/experiments/gtu}
+archs=${*:-stgcn agcn}
+python manage.py migrate -v0
+python manage.py import_dataset gtu ../shared/datasets/gtu3dactions --name gtu --no-progress
+for arch in $archs; do
+  python manage.py train_recognizer --dataset gtu --arch "$arch" --name "gtu-$arch" --no-progress \
+    || python manage.py shell -c "from attacks.models import Recognizer; assert Recognizer.objects.get(name='gtu-$arch').status == 'ready'"
+done
+for arch in $archs; do
+  others=$(for a in $archs; do [ "$a" != "$arch" ] && printf 'gtu-%s ' "$a"; done; true)
+  run() { python manage.py generate_samples --recognizer "gtu-$arch" --no-progress "$@"; }
+  run --method smart --strategy ab ${others:+--transfer-to $others}
+  run --method smart --strategy abn --top-n 3
+  run --method smart --strategy abn --top-n 5
+  run --method smart --strategy sa
+  for m in l2 l2-acc l2-bone iaa ciasa; do run --method "$m" --strategy ab; done
+done
+python manage.py robustness_report --out "$DATA_DIR/reports/gtu-attacks" --name gtu-attacks

@@ -1,0 +1,217 @@
+"""Admin for researchers: create / open / close studies, watch progress, read the report
+with its figures, download exports and preview any stimulus pair."""
+from __future__ import annotations
+
+import base64
+import json
+
+from django.contrib import admin, messages
+from django.http import Http404, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
+
+from attacks.figures import stick_figure_strip
+
+from . import assignment, reports
+from .models import MotionHandle, Participant, Response, Stimulus, Study, Trial
+
+
+@admin.register(Study)
+class StudyAdmin(admin.ModelAdmin):
+    list_display = ("name", "slug", "kind", "status", "started", "completed", "screened_out", "abandoned",
+                    "active", "target", "links")
+    list_filter = ("kind", "status")
+    search_fields = ("name", "slug")
+    prepopulated_fields = {"slug": ("name",)}
+    readonly_fields = ("created_at", "opened_at", "closed_at", "participant_link", "progress_table")
+    actions = ["open_studies", "close_studies", "release_abandoned", "build_pools"]
+
+    def _progress(self, obj):
+        if not hasattr(obj, "_progress_cache"):
+            obj._progress_cache = obj.progress()
+        return obj._progress_cache
+
+    @admin.display(description="started")
+    def started(self, obj):
+        return self._progress(obj)["started"]
+
+    @admin.display(description="completed")
+    def completed(self, obj):
+        return self._progress(obj)[Participant.COMPLETED]
+
+    @admin.display(description="screened out")
+    def screened_out(self, obj):
+        return self._progress(obj)[Participant.SCREENED_OUT]
+
+    @admin.display(description="abandoned")
+    def abandoned(self, obj):
+        return self._progress(obj)[Participant.ABANDONED]
+
+    @admin.display(description="active")
+    def active(self, obj):
+        return self._progress(obj)[Participant.ACTIVE]
+
+    @admin.display(description="target")
+    def target(self, obj):
+        return obj.config["target_participants"] or "-"
+
+    @admin.display(description="report / exports")
+    def links(self, obj):
+        return format_html('<a href="{}">report</a> · <a href="{}">trials.csv</a> · <a href="{}">participants.csv</a>'
+                           ' · <a href="{}">json</a>',
+                           reverse("admin:studies_study_report", args=[obj.pk]),
+                           reverse("admin:studies_study_export", args=[obj.pk, "trials.csv"]),
+                           reverse("admin:studies_study_export", args=[obj.pk, "participants.csv"]),
+                           reverse("admin:studies_study_export", args=[obj.pk, "report.json"]))
+
+    @admin.display(description="participant link")
+    def participant_link(self, obj):
+        return obj.participant_path() if obj.pk else "-"
+
+    @admin.display(description="progress")
+    def progress_table(self, obj):
+        if not obj.pk:
+            return "-"
+        return format_html("<table>{}</table>", format_html_join(
+            "", "<tr><td>{}</td><td>{}</td></tr>", self._progress(obj).items()))
+
+    @admin.action(description="Open selected studies (build their stimulus pools)")
+    def open_studies(self, request, queryset):
+        for study in queryset:
+            if assignment.build_pool(study) == 0:
+                self.message_user(request, f"{study.slug}: no samples match its filters; left closed",
+                                  messages.WARNING)
+                continue
+            study.open()
+        self.message_user(request, "Opened.")
+
+    @admin.action(description="Close selected studies")
+    def close_studies(self, request, queryset):
+        for study in queryset:
+            study.close()
+        self.message_user(request, "Closed.")
+
+    @admin.action(description="Return abandoned participants' stimuli to the pool")
+    def release_abandoned(self, request, queryset):
+        n = sum(assignment.release_abandoned(study) for study in queryset)
+        self.message_user(request, f"{n} participations marked abandoned.")
+
+    @admin.action(description="Build stimulus pools")
+    def build_pools(self, request, queryset):
+        for study in queryset:
+            self.message_user(request, f"{study.slug}: {assignment.build_pool(study)} stimuli")
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [path("<int:pk>/report/", view(self.report_view), name="studies_study_report"),
+                path("<int:pk>/export/<str:name>", view(self.export_view), name="studies_study_export"),
+                ] + super().get_urls()
+
+    def _study(self, pk):
+        study = Study.objects.filter(pk=pk).first()
+        if study is None:
+            raise Http404("no such study")
+        return study
+
+    def report_view(self, request, pk):
+        study = self._study(pk)
+        summary = reports.build_report(study)
+        figures = study.protocol.figures(summary["statistics"]) if summary["statistics"] else {}
+        context = {**self.admin_site.each_context(request), "study": study, "opts": self.model._meta,
+                   "title": f"Report: {study.name}", "summary": summary,
+                   "sections": [(k, [{c: round(x, 4) if isinstance(x, float) else x for c, x in row.items()}
+                                     for row in v])
+                                for k, v in summary["statistics"].items() if isinstance(v, list) and v
+                                and isinstance(v[0], dict)],
+                   "figures": [(n, base64.b64encode(png).decode()) for n, png in figures.items()],
+                   "exports": [(n, reverse("admin:studies_study_export", args=[study.pk, n]))
+                               for n in ("trials.csv", "participants.csv", "report.json")]}
+        return TemplateResponse(request, "admin/studies/study/report.html", context)
+
+    def export_view(self, request, pk, name):
+        study = self._study(pk)
+        if name == "trials.csv":
+            body, kind = reports.trials_csv(reports.analyse(study)[1]), "text/csv; charset=utf-8"
+        elif name == "participants.csv":
+            body, kind = reports.participants_csv(reports.analyse(study)[2]), "text/csv; charset=utf-8"
+        elif name == "report.json":
+            body, kind = json.dumps(reports.build_report(study), indent=2, default=str), "application/json"
+        else:
+            raise Http404("unknown export")
+        response = HttpResponse(body, content_type=kind)
+        response["Content-Disposition"] = f'attachment; filename="{study.slug}-{name}"'
+        return response
+
+
+def pair_preview_png(left: MotionHandle, right: MotionHandle | None) -> bytes:
+    """Stick figures of the left motion with the right one drawn over it in orange."""
+    skeleton = left.sample.clip.dataset.get_skeleton()
+    return stick_figure_strip(left.motion(), skeleton, overlay=right.motion() if right else None)
+
+
+@admin.register(Stimulus)
+class StimulusAdmin(admin.ModelAdmin):
+    list_display = ("id", "study", "condition", "usage_count", "samples")
+    list_filter = ("study", "condition")
+    readonly_fields = ("study", "condition", "samples", "usage_count", "preview")
+
+    def get_urls(self):
+        return [path("<int:pk>/preview/<int:sample>.png", self.admin_site.admin_view(self.preview_png),
+                     name="studies_stimulus_preview")] + super().get_urls()
+
+    def preview_png(self, request, pk, sample):
+        stimulus = Stimulus.objects.filter(pk=pk).first()
+        if stimulus is None or sample not in stimulus.samples.values():
+            raise Http404("no such stimulus sample")
+        handles = {h.variant: h for h in MotionHandle.objects.filter(study=stimulus.study_id, sample_id=sample,
+                                                                       side="left")}
+        return HttpResponse(pair_preview_png(handles["original"], handles["adversarial"]), content_type="image/png")
+
+    @admin.display(description="original (blue) with attacked overlay (orange)")
+    def preview(self, obj):
+        return format_html_join("", '<p>{}</p><img src="{}" alt="preview of {}"><br>', (
+            (role, reverse("admin:studies_stimulus_preview", args=[obj.pk, sid]), role)
+            for role, sid in obj.samples.items()))
+
+
+class ResponseInline(admin.StackedInline):
+    model = Response
+    extra = 0
+    readonly_fields = ("answer", "is_correct", "response_time_ms", "playback", "submitted_at")
+    exclude = ("participant",)
+
+
+@admin.register(Trial)
+class TrialAdmin(admin.ModelAdmin):
+    list_display = ("participant", "position", "is_practice", "condition", "correct")
+    list_filter = ("participant__study", "condition", "is_practice")
+    readonly_fields = ("participant", "key", "position", "is_practice", "condition", "stimulus", "left", "right",
+                       "options", "correct", "design", "preview")
+    inlines = [ResponseInline]
+
+    def get_urls(self):
+        return [path("<int:pk>/preview.png", self.admin_site.admin_view(self.preview_png),
+                     name="studies_trial_preview")] + super().get_urls()
+
+    def preview_png(self, request, pk):
+        trial = Trial.objects.select_related("left__sample__clip__dataset", "right__sample").filter(pk=pk).first()
+        if trial is None:
+            raise Http404("no such trial")
+        return HttpResponse(pair_preview_png(trial.left, trial.right), content_type="image/png")
+
+    @admin.display(description="left (blue) and right (orange overlay)")
+    def preview(self, obj):
+        return format_html('<img src="{}" alt="trial {} preview">', reverse("admin:studies_trial_preview",
+                                                                            args=[obj.pk]), obj.position)
+
+
+@admin.register(Participant)
+class ParticipantAdmin(admin.ModelAdmin):
+    list_display = ("id", "study", "status", "prolific_pid", "started_at", "last_seen_at", "completed_at",
+                    "sensitivity_accuracy")
+    list_filter = ("study", "status")
+    search_fields = ("prolific_pid", "prolific_session_id")
+    readonly_fields = ("study", "token", "prolific_pid", "prolific_study_id", "prolific_session_id", "consent_at",
+                       "browser", "screen", "seed", "sensitivity_accuracy", "started_at", "last_seen_at",
+                       "completed_at")

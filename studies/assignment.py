@@ -1,0 +1,220 @@
+"""The database side of running a study: building its stimulus pool, assigning a new
+participant's trials (seeded, stored, with usage counts), returning abandoned
+participants' stimuli, storing answers idempotently and completing a participation.
+
+Views and management commands call these functions; protocols stay ORM-free.
+"""
+from __future__ import annotations
+
+import secrets
+from collections import Counter
+from datetime import timedelta
+
+import numpy as np
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from attacks.models import AdversarialSample
+
+from .models import MotionHandle, Participant, Response, Stimulus, Study, Trial
+from .protocols.base import PoolItem, SampleInfo
+
+
+def matching_samples(study: Study, config: dict | None = None):
+    """The study's candidate samples: its dataset / recognizer / strategy / method filters."""
+    config = config or study.config
+    qs = AdversarialSample.objects.all()
+    if config["datasets"]:
+        qs = qs.filter(clip__dataset__name__in=config["datasets"])
+    if config["recognizers"]:
+        qs = qs.filter(recognizer__name__in=config["recognizers"])
+    if config["strategies"]:
+        qs = qs.filter(strategy__in=config["strategies"])
+    if config.get("methods"):
+        qs = qs.filter(method__in=config["methods"])
+    return qs
+
+
+def sample_infos(ids=None, queryset=None) -> dict[int, SampleInfo]:
+    """Light descriptions of samples (no motion bytes loaded), by id."""
+    qs = queryset if queryset is not None else AdversarialSample.objects.filter(id__in=list(ids))
+    rows = qs.values_list("id", "clip_id", "recognizer_id", "strategy", "method", "clip__dataset__name",
+                          "label", "label_after", "success", "clip__dataset__class_names")
+    return {r[0]: SampleInfo(id=r[0], clip=r[1], recognizer=r[2], strategy=r[3], method=r[4], dataset=r[5],
+                             label=r[6], label_after=r[7], success=r[8], class_names=tuple(r[9] or ()))
+            for r in rows.order_by("id")}
+
+
+def build_pool(study: Study) -> int:
+    """Create the study's stimulus pool and motion handles from the matching samples.
+    Idempotent and safe under concurrency: a study that already has a pool keeps it
+    (usage counts included)."""
+    if study.stimuli.exists():
+        return study.stimuli.count()
+    with transaction.atomic():
+        # A no-op write first: it takes the study's row lock (PostgreSQL) or the write
+        # lock (SQLite) before reading, so two first participants cannot both build.
+        Study.objects.filter(pk=study.pk).update(kind=F("kind"))
+        if study.stimuli.exists():
+            return study.stimuli.count()
+        return _create_pool(study)
+
+
+def _create_pool(study: Study) -> int:
+    config = study.config
+    infos = sample_infos(queryset=matching_samples(study, config))
+    items = study.protocol.pool_items(list(infos.values()), config)
+    Stimulus.objects.bulk_create([Stimulus(study=study, condition=i.condition, samples=i.samples) for i in items])
+    used = sorted({sid for i in items for sid in i.samples.values()})
+    MotionHandle.objects.bulk_create(
+        [MotionHandle(study=study, sample_id=sid, variant=v, side=side)
+         for sid in used for v in (MotionHandle.ORIGINAL, MotionHandle.ADVERSARIAL) for side in ("left", "right")],
+        ignore_conflicts=True)
+    return len(items)
+
+
+def start_participation(study: Study, *, prolific_pid: str = "", prolific_study_id: str = "",
+                        prolific_session_id: str = "", browser: dict | None = None,
+                        screen: dict | None = None) -> tuple[Participant, bool]:
+    """A new participant with their whole trial list decided and stored (practice
+    first), or the existing participation of the same external id. Returns
+    (participant, created)."""
+    if prolific_pid:
+        existing = study.participants.filter(prolific_pid=prolific_pid).first()
+        if existing:
+            return existing, False
+    release_abandoned(study)
+    build_pool(study)
+    config = study.config
+    seed = secrets.randbits(62)
+    try:
+        with transaction.atomic():
+            participant = Participant.objects.create(
+                study=study, prolific_pid=prolific_pid, prolific_study_id=prolific_study_id,
+                prolific_session_id=prolific_session_id, consent_at=timezone.now(), browser=browser or {},
+                screen=screen or {}, seed=seed)
+            _assign_trials(study, participant, config)
+    except IntegrityError:
+        # The same external id started twice at once: the other request won.
+        existing = study.participants.filter(prolific_pid=prolific_pid).first() if prolific_pid else None
+        if existing is None:
+            raise
+        return existing, False
+    return participant, True
+
+
+def trial_rng(config: dict, participant: Participant) -> np.random.Generator:
+    return np.random.default_rng([config["seed"], participant.seed])
+
+
+def _assign_trials(study: Study, participant: Participant, config: dict):
+    protocol = study.protocol
+    pool = [PoolItem(condition=s.condition, samples=s.samples, id=s.id, usage=s.usage_count)
+            for s in study.stimuli.all()]
+    infos = sample_infos(ids={sid for p in pool for sid in p.samples.values()})
+    rng = trial_rng(config, participant)
+    practice = protocol.build_trials(pool, infos, config, rng, n=config["practice_trials"], practice=True) \
+        if config["practice_trials"] else []
+    main = protocol.build_trials(pool, infos, config, rng)
+    handles = {(h.sample_id, h.variant, h.side): h.id for h in study.motion_handles.all()}
+    rows = []
+    for position, spec in enumerate(practice + main):
+        rows.append(Trial(
+            participant=participant, position=position, is_practice=spec.is_practice, condition=spec.condition,
+            stimulus_id=spec.pool_item.id if spec.pool_item else None,
+            left_id=handles[(spec.left.sample, spec.left.variant, "left")],
+            right_id=handles[(spec.right.sample, spec.right.variant, "right")] if spec.right else None,
+            options=spec.options, correct=spec.correct,
+            design={**spec.design, "left_method": spec.left.method,
+                    "right_method": spec.right.method if spec.right else None}))
+    Trial.objects.bulk_create(rows)
+    _add_usage(Counter(spec.pool_item.id for spec in main if spec.pool_item), +1)
+
+
+def _add_usage(counts: Counter, sign: int):
+    # Lock the rows in id order first: concurrent starts then queue instead of deadlocking
+    # (PostgreSQL; a no-op on SQLite, whose writers are serialised anyway).
+    list(Stimulus.objects.select_for_update().filter(id__in=list(counts)).order_by("id").values_list("id", flat=True))
+    # One UPDATE per distinct count value keeps this O(#distinct counts), not O(#stimuli).
+    by_count = {}
+    for sid, k in counts.items():
+        by_count.setdefault(k, []).append(sid)
+    for k, ids in by_count.items():
+        Stimulus.objects.filter(id__in=ids).update(usage_count=F("usage_count") + sign * k)
+
+
+def _unanswered_usage(participant: Participant) -> Counter:
+    ids = participant.trials.filter(is_practice=False, response__isnull=True, stimulus__isnull=False) \
+        .values_list("stimulus_id", flat=True)
+    return Counter(ids)
+
+
+def release_abandoned(study: Study, now=None) -> int:
+    """Mark active participants silent for longer than the study's timeout as abandoned
+    and return their unanswered stimuli to the pool. Returns how many were released."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(minutes=study.config["abandon_after_minutes"])
+    released = 0
+    for participant in study.participants.filter(status=Participant.ACTIVE, last_seen_at__lt=cutoff):
+        with transaction.atomic():
+            changed = Participant.objects.filter(pk=participant.pk, status=Participant.ACTIVE) \
+                .update(status=Participant.ABANDONED)
+            if changed:
+                _add_usage(_unanswered_usage(participant), -1)
+                released += 1
+    return released
+
+
+def reactivate(participant: Participant) -> bool:
+    """An abandoned participant came back: take their unanswered stimuli again."""
+    with transaction.atomic():
+        changed = Participant.objects.filter(pk=participant.pk, status=Participant.ABANDONED) \
+            .update(status=Participant.ACTIVE, last_seen_at=timezone.now())
+        if changed:
+            _add_usage(_unanswered_usage(participant), +1)
+    participant.refresh_from_db()
+    return bool(changed)
+
+
+def current_trial(participant: Participant) -> Trial | None:
+    """The first unanswered trial (where a refreshed page resumes), or None when done."""
+    return participant.trials.filter(response__isnull=True).order_by("position") \
+        .select_related("left", "right").first()
+
+
+def touch(participant: Participant):
+    now = timezone.now()
+    Participant.objects.filter(pk=participant.pk).update(last_seen_at=now)
+    participant.last_seen_at = now
+
+
+def store_answer(participant: Participant, trial: Trial, answer: str, response_time_ms: int,
+                 playback: dict) -> tuple[Response, bool]:
+    """Save the answer once; a repeat returns the stored one. Returns (response, created)."""
+    is_correct = (answer == trial.correct) if trial.correct else None
+    try:
+        with transaction.atomic():
+            response = Response.objects.create(trial=trial, participant=participant, answer=answer,
+                                               is_correct=is_correct, response_time_ms=response_time_ms,
+                                               playback=playback)
+            return response, True
+    except IntegrityError:
+        return Response.objects.get(trial=trial), False
+
+
+def complete(participant: Participant) -> Participant:
+    """Close a fully answered participation: completed, or screened out (data kept,
+    flagged) when its sensitivity accuracy is below the study's threshold."""
+    if participant.status in (Participant.COMPLETED, Participant.SCREENED_OUT):
+        return participant
+    config = participant.study.config
+    sens = participant.responses.filter(trial__condition="sensitivity", trial__is_practice=False)
+    n = sens.count()
+    accuracy = sens.filter(is_correct=True).count() / n if n else None
+    status = Participant.SCREENED_OUT if accuracy is not None and accuracy < config["screening_threshold"] \
+        else Participant.COMPLETED
+    Participant.objects.filter(pk=participant.pk).update(status=status, sensitivity_accuracy=accuracy,
+                                                         completed_at=timezone.now())
+    participant.refresh_from_db()
+    return participant

@@ -1,0 +1,70 @@
+"""PNG figures of study results in the paper's style (Figure 2: preference bars)."""
+from __future__ import annotations
+
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+LABELS = {"smart": "our", "l2": "l2", "l2-acc": "acc", "l2-bone": "bone", "iaa": "IAA", "ciasa": "CIASA"}
+COLOURS = ["#2f6690", "#d1495b", "#bbbbbb"]
+
+
+def rate_bars(rows: list[dict], key: str, ylabel: str) -> bytes:
+    """Bars of `rate` (in %) per `key` with Wilson interval whiskers."""
+    fig, ax = plt.subplots(figsize=(max(3.0, 0.9 * len(rows) + 1.5), 3.0))
+    names = [LABELS.get(str(r[key]), str(r[key])) for r in rows]
+    rates = np.array([_num(r["rate"]) for r in rows], dtype=float) * 100
+    err = np.array([[_num(r["rate"]) - _num(r["low"]), _num(r["high"]) - _num(r["rate"])] for r in rows],
+                   dtype=float).reshape(-1, 2).T * 100
+    x = np.arange(len(rows))
+    ax.bar(x, rates, color=COLOURS[0], width=0.6)
+    if len(rows):
+        ax.errorbar(x, rates, yerr=err, fmt="none", ecolor="black", capsize=3, lw=1)
+    for xi, r in zip(x, rows):
+        ax.text(xi, 2, f"n={r['n']}", ha="center", fontsize=7, color="white")
+    ax.set_xticks(x, names)
+    ax.set_ylim(0, 100)
+    ax.set_ylabel(f"{ylabel} (%)", fontsize=8)
+    ax.spines[["top", "right"]].set_visible(False)
+    return _png(fig)
+
+
+def preference_bars(pairs: list[dict], preference: list[dict]) -> bytes:
+    """Figure 2 (left) style: normalised user preference per method, and for each
+    method pair the share preferring either side or neither."""
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(8.5, 3.0), gridspec_kw={"width_ratios": [1, 2]})
+    names = [LABELS.get(p["method"], p["method"]) for p in preference]
+    vals = np.array([_num(p["rate"]) for p in preference], dtype=float) * 100
+    ax1.bar(names, np.nan_to_num(vals), color=COLOURS[0], width=0.6)
+    ax1.set_ylabel("user preference (%)", fontsize=8)
+    ax1.set_ylim(0, 100)
+    ax1.set_title("normalised preference", fontsize=9)
+    x = np.arange(len(pairs))
+    w = 0.27
+    for i, (field, label) in enumerate([("p_a_better", "first better"), ("p_b_better", "second better"),
+                                        ("p_cannot_tell", "cannot tell")]):
+        ax2.bar(x + (i - 1) * w, [100 * p[field] for p in pairs], w, color=COLOURS[i], label=label)
+    ax2.set_xticks(x, [f"{LABELS.get(p['method_a'], p['method_a'])} vs {LABELS.get(p['method_b'], p['method_b'])}"
+                       for p in pairs], fontsize=7)
+    ax2.set_ylim(0, 100)
+    ax2.set_title("per method pair", fontsize=9)
+    ax2.legend(fontsize=7, frameon=False)
+    for ax in (ax1, ax2):
+        ax.spines[["top", "right"]].set_visible(False)
+    return _png(fig)
+
+
+def _num(value) -> float:
+    return float("nan") if value is None else float(value)
+
+
+def _png(fig) -> bytes:
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    return buf.getvalue()

@@ -1,0 +1,57 @@
+"""Create a study of one protocol kind from stored adversarial samples and print its
+participant link."""
+from django.core.management.base import BaseCommand, CommandError
+from django.utils.text import slugify
+
+from studies.assignment import build_pool
+from studies.models import Study
+from studies.protocols import KINDS, get_protocol
+from studies.protocols.base import ConfigurationError
+
+
+class Command(BaseCommand):
+    help = "Create a perceptual study (its stimulus pool included) and print the participant link."
+
+    def add_arguments(self, parser):
+        parser.add_argument("kind", choices=KINDS)
+        parser.add_argument("--name", required=True)
+        parser.add_argument("--slug", help="URL name (default: from --name)")
+        parser.add_argument("--datasets", nargs="*", default=None, help="dataset names the stimuli come from")
+        parser.add_argument("--recognizers", nargs="*", default=None, help="recognizer names")
+        parser.add_argument("--methods", nargs="*", default=None, help="attack methods (protocol default if omitted)")
+        parser.add_argument("--strategies", nargs="*", default=None, help="attack strategies, e.g. ab")
+        parser.add_argument("--participants", type=int, default=None, help="target number of participants")
+        parser.add_argument("--trials", type=int, default=None, help="trials per participant (paper's by default)")
+        parser.add_argument("--practice", type=int, default=None, help="practice trials with feedback")
+        parser.add_argument("--slow-motion", type=int, choices=[1, 3], default=None)
+        parser.add_argument("--redirect-url", default=None, help="completion redirect; {code} is replaced")
+        parser.add_argument("--completion-code", default=None)
+        parser.add_argument("--base-url", default="", help="prefix for the printed link, e.g. https://host")
+        parser.add_argument("--draft", action="store_true", help="leave the study in draft instead of opening it")
+
+    def handle(self, *args, **o):
+        config = {key: value for key, value in {
+            "datasets": o["datasets"], "recognizers": o["recognizers"], "methods": o["methods"],
+            "strategies": o["strategies"], "target_participants": o["participants"],
+            "trials_per_participant": o["trials"], "practice_trials": o["practice"],
+            "slow_motion": o["slow_motion"], "redirect_url": o["redirect_url"],
+            "completion_code": o["completion_code"]}.items() if value is not None}
+        try:
+            config = get_protocol(o["kind"]).validate(config)
+        except ConfigurationError as e:
+            raise CommandError(str(e)) from e
+        slug = o["slug"] or slugify(o["name"])[:100]
+        if not slug:
+            raise CommandError("--name must contain letters or digits (or give --slug)")
+        if Study.objects.filter(slug=slug).exists():
+            raise CommandError(f"a study with slug {slug!r} already exists")
+        study = Study.objects.create(name=o["name"], slug=slug, kind=o["kind"], configuration=config)
+        size = build_pool(study)
+        if size == 0:
+            study.delete()
+            raise CommandError("no adversarial samples match the filters; nothing to show participants")
+        if not o["draft"]:
+            study.open()
+        self.stdout.write(f"study {study.pk} {study.slug} ({study.kind}, {study.status}): {size} stimuli in the pool, "
+                          f"{study.config['trials_per_participant']} trials per participant")
+        self.stdout.write(f"participant link: {o['base_url'].rstrip('/')}{study.participant_path()}")

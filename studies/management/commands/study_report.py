@@ -1,0 +1,43 @@
+"""Statistics, figures and exports of one study."""
+import json
+
+from django.core.management.base import BaseCommand, CommandError
+from django.db.models import Q
+
+from studies.models import Study
+from studies.reports import build_report
+
+
+class Command(BaseCommand):
+    help = "Screening, statistics, figures (PNG) and CSV / JSON exports of a study."
+
+    def add_arguments(self, parser):
+        parser.add_argument("study", help="study id or slug")
+        parser.add_argument("--json", action="store_true", help="print the report as JSON")
+        parser.add_argument("--out", help="folder for report.json, trials.csv, participants.csv and figures")
+
+    def handle(self, *args, **o):
+        key = o["study"]
+        study = Study.objects.filter(Q(slug=key) | Q(pk=int(key)) if key.isdigit() else Q(slug=key)).first()
+        if study is None:
+            raise CommandError(f"no study {key!r}")
+        report = build_report(study, o["out"])
+        if o["json"]:
+            self.stdout.write(json.dumps(report, indent=2, default=str))
+            return
+        self.stdout.write(f"{study.name} ({study.kind}, {study.status}): {report['trials_answered']} answers")
+        self.stdout.write("progress: " + ", ".join(f"{k} {v}" for k, v in report["progress"].items()))
+        for section, rows in report["statistics"].items():
+            if not isinstance(rows, list) or section in ("screening", "per_participant_d_prime"):
+                self.stdout.write(f"{section}: {rows}" if not isinstance(rows, list) else
+                                  f"{section}: {len(rows)} rows")
+                continue
+            self.stdout.write(f"\n{section}")
+            for row in rows:
+                self.stdout.write("  " + ", ".join(f"{k}={_fmt(v)}" for k, v in row.items()))
+        if o["out"]:
+            self.stdout.write(f"\nwrote {', '.join(report['files'])} to {o['out']}")
+
+
+def _fmt(v):
+    return f"{v:.3f}" if isinstance(v, float) else str(v)

@@ -1,0 +1,205 @@
+"""Database records of the perceptual studies: a study and its stimulus pool, the
+participants, their server-decided trials and their answers.
+
+The answer key of a trial (which side is attacked, which option is the ground truth)
+lives in `Trial.correct` / `Trial.design` and in the motion handles' variant; the API
+serializers never expose those fields.
+"""
+from __future__ import annotations
+
+import secrets
+
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from .protocols import KINDS, get_protocol
+from .protocols.base import ConfigurationError
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def new_key() -> str:
+    return secrets.token_urlsafe(12)
+
+
+class Study(models.Model):
+    KIND_CHOICES = [(k, k) for k in KINDS]
+    DRAFT, OPEN, CLOSED = "draft", "open", "closed"
+    STATUS_CHOICES = [(DRAFT, "draft"), (OPEN, "open"), (CLOSED, "closed")]
+
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=100, unique=True, help_text="Used in the participant link /study/<slug>/")
+    kind = models.CharField(max_length=30, choices=KIND_CHOICES)
+    status = models.CharField(max_length=10, choices=STATUS_CHOICES, default=DRAFT)
+    configuration = models.JSONField(default=dict, blank=True,
+                                     help_text="Protocol configuration; missing keys take the protocol's defaults.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    opened_at = models.DateTimeField(null=True, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "studies"
+
+    def __str__(self):
+        return f"{self.name} ({self.kind})"
+
+    @property
+    def protocol(self):
+        return get_protocol(self.kind)
+
+    @property
+    def config(self) -> dict:
+        """The validated configuration with every default filled in."""
+        return self.protocol.validate(self.configuration)
+
+    def clean(self):
+        try:
+            self.configuration = self.protocol.validate(self.configuration or {})
+        except (ConfigurationError, ValueError) as e:
+            raise ValidationError({"configuration": str(e)}) from e
+
+    def save(self, *args, **kwargs):
+        # Fill defaults (and a completion code) once, so what is stored is what runs.
+        self.configuration = self.protocol.validate(self.configuration or {})
+        super().save(*args, **kwargs)
+
+    def participant_path(self) -> str:
+        return f"/study/{self.slug}/"
+
+    def open(self):
+        """Open for participants, building the stimulus pool first if need be."""
+        from .assignment import build_pool
+        build_pool(self)
+        self.status, self.opened_at = self.OPEN, self.opened_at or timezone.now()
+        self.save(update_fields=["status", "opened_at", "configuration"])
+
+    def close(self):
+        self.status, self.closed_at = self.CLOSED, timezone.now()
+        self.save(update_fields=["status", "closed_at", "configuration"])
+
+    def progress(self) -> dict:
+        counts = dict(self.participants.values_list("status").annotate(n=models.Count("id")).order_by())
+        out = {s: counts.get(s, 0) for s, _ in Participant.STATUS_CHOICES}
+        out["started"] = sum(out.values())
+        return out
+
+
+class Stimulus(models.Model):
+    """One drawable unit of a study's pool (a sample, or one motion attacked by several
+    methods); `usage_count` spreads units evenly over participants."""
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="stimuli")
+    condition = models.CharField(max_length=40)
+    samples = models.JSONField(help_text="role (method or 'attacked') -> AdversarialSample id")
+    usage_count = models.IntegerField(default=0)
+
+    class Meta:
+        ordering = ["study", "id"]
+        verbose_name_plural = "stimuli"
+        indexes = [models.Index(fields=["study", "usage_count"])]
+
+    def __str__(self):
+        return f"{self.study.slug} stimulus {self.pk} ({self.condition})"
+
+
+class MotionHandle(models.Model):
+    """Opaque, cacheable name of one motion as shown on one side of a trial.
+
+    Each sample gets four handles (original / attacked x left / right), so a sensitivity
+    trial's two identical originals carry different keys and a key says nothing about
+    what it shows."""
+
+    ORIGINAL, ADVERSARIAL = "original", "adversarial"
+    VARIANTS = [(ORIGINAL, ORIGINAL), (ADVERSARIAL, ADVERSARIAL)]
+    SIDES = [("left", "left"), ("right", "right")]
+
+    key = models.CharField(max_length=32, unique=True, default=new_key)
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="motion_handles")
+    sample = models.ForeignKey("attacks.AdversarialSample", on_delete=models.CASCADE, related_name="study_handles")
+    variant = models.CharField(max_length=12, choices=VARIANTS)
+    side = models.CharField(max_length=5, choices=SIDES)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["study", "sample", "variant", "side"], name="one_handle_per_view")]
+
+    def __str__(self):
+        return self.key
+
+    def motion(self):
+        return self.sample.original_motion() if self.variant == self.ORIGINAL else self.sample.adversarial_motion()
+
+
+class Participant(models.Model):
+    ACTIVE, COMPLETED, ABANDONED, SCREENED_OUT = "active", "completed", "abandoned", "screened_out"
+    STATUS_CHOICES = [(ACTIVE, "active"), (COMPLETED, "completed"), (ABANDONED, "abandoned"),
+                      (SCREENED_OUT, "screened out")]
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="participants")
+    token = models.CharField(max_length=64, unique=True, default=new_token)
+    prolific_pid = models.CharField(max_length=64, blank=True)
+    prolific_study_id = models.CharField(max_length=64, blank=True)
+    prolific_session_id = models.CharField(max_length=64, blank=True)
+    consent_at = models.DateTimeField()
+    browser = models.JSONField(default=dict, blank=True)
+    screen = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=15, choices=STATUS_CHOICES, default=ACTIVE)
+    seed = models.BigIntegerField(help_text="Seeds this participant's trial list")
+    sensitivity_accuracy = models.FloatField(null=True, blank=True)
+    started_at = models.DateTimeField(auto_now_add=True)
+    last_seen_at = models.DateTimeField(default=timezone.now)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["study", "started_at"]
+        constraints = [models.UniqueConstraint(fields=["study", "prolific_pid"], condition=~Q(prolific_pid=""),
+                                               name="one_participation_per_external_id")]
+        indexes = [models.Index(fields=["study", "status", "last_seen_at"])]
+
+    def __str__(self):
+        return f"participant {self.pk} of {self.study.slug}"
+
+
+class Trial(models.Model):
+    participant = models.ForeignKey(Participant, on_delete=models.CASCADE, related_name="trials")
+    key = models.CharField(max_length=32, unique=True, default=new_key, help_text="Public id of the trial")
+    position = models.PositiveIntegerField()
+    is_practice = models.BooleanField(default=False)
+    condition = models.CharField(max_length=40)
+    stimulus = models.ForeignKey(Stimulus, on_delete=models.SET_NULL, null=True, blank=True, related_name="trials")
+    left = models.ForeignKey(MotionHandle, on_delete=models.PROTECT, related_name="+")
+    right = models.ForeignKey(MotionHandle, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    options = models.JSONField(help_text="[{value, text}] in display order")
+    correct = models.CharField(max_length=20, blank=True, help_text="Answer key (never sent before answering)")
+    design = models.JSONField(default=dict, blank=True, help_text="Hidden design facts (answer key)")
+
+    class Meta:
+        ordering = ["participant", "position"]
+        constraints = [models.UniqueConstraint(fields=["participant", "position"], name="one_trial_per_position")]
+
+    def __str__(self):
+        return f"trial {self.position} of participant {self.participant_id}"
+
+    def option_values(self) -> list[str]:
+        return [o["value"] for o in self.options]
+
+
+class Response(models.Model):
+    trial = models.OneToOneField(Trial, on_delete=models.CASCADE, related_name="response")
+    participant = models.ForeignKey(Participant, on_delete=models.CASCADE, related_name="responses")
+    answer = models.CharField(max_length=20)
+    is_correct = models.BooleanField(null=True, help_text="Against the answer key, where the trial has one")
+    response_time_ms = models.PositiveIntegerField()
+    playback = models.JSONField(default=dict, blank=True,
+                                help_text="Browser playback log: measured duration, frames drawn, late frames, page hidden")
+    submitted_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["participant", "trial__position"]
+
+    def __str__(self):
+        return f"{self.answer} for {self.trial}"

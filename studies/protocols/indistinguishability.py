@@ -1,0 +1,93 @@
+"""Indistinguishability (paper §4.5): can people see that a motion was changed at all?
+
+Each trial shows two motions side by side; the left is always the original (the
+participant is told so). The right is the same original (a sensitivity trial) or its
+attacked version (a perceivability trial); the share of sensitivity trials is
+configurable (`sensitivity_share`, default one half). Motions play for 6 s, optionally
+three times slower; the answer is 'changed' or 'unchanged'.
+
+Records: 'changed' / 'unchanged'. Analysis: participants below the screening threshold
+on sensitivity trials are screened out (kept and flagged, excluded from the statistics);
+then the share of attacked motions judged unchanged with Wilson intervals per method and
+dataset, and d′ (hits: attacked judged changed; false alarms: originals judged changed).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .. import statistics
+from .base import (ADVERSARIAL, ORIGINAL, ConfigurationError, PoolItem, SampleInfo, Shown, TrialSpec, COMMON_DEFAULTS,
+                   change_options, least_used, validate_common)
+
+KIND = "indistinguishability"
+TITLE = "Indistinguishability"
+SENSITIVITY = "sensitivity"
+DEFAULTS = {**COMMON_DEFAULTS, "trials_per_participant": 100, "methods": ["smart"], "sensitivity_share": 0.5}
+PROMPT = "The left motion is the original. Is the right motion a changed version of it?"
+RECORDS = {"answer": "'changed' or 'unchanged'"}
+
+
+def validate(config: dict) -> dict:
+    out = validate_common(config, DEFAULTS)
+    if not out["methods"]:
+        raise ConfigurationError("methods must name at least one attack method")
+    if not 0 < out["sensitivity_share"] < 1:
+        raise ConfigurationError("sensitivity_share must lie strictly between 0 and 1")
+    return out
+
+
+def pool_items(samples: list[SampleInfo], config: dict) -> list[PoolItem]:
+    return [PoolItem(condition=s.method, samples={"attacked": s.id}) for s in samples
+            if s.method in config["methods"] and (s.success or not config["only_successful"])]
+
+
+def pair_trial(item: PoolItem, samples: dict[int, SampleInfo], attacked: bool, practice: bool,
+               condition: str | None = None) -> TrialSpec:
+    """Original on the left; on the right the same original or the attacked motion."""
+    sid = next(iter(item.samples.values())) if "attacked" not in item.samples else item.samples["attacked"]
+    s = samples[sid]
+    right = Shown(s.id, ADVERSARIAL, s.method) if attacked else Shown(s.id, ORIGINAL, "original")
+    return TrialSpec(condition=condition or (s.method if attacked else SENSITIVITY),
+                     left=Shown(s.id, ORIGINAL, "original"), right=right, options=change_options(),
+                     correct="changed" if attacked else "unchanged",
+                     design={"right_method": right.method}, pool_item=item, is_practice=practice)
+
+
+def build_trials(pool: list[PoolItem], samples: dict[int, SampleInfo], config: dict,
+                 rng: np.random.Generator, n: int | None = None, practice: bool = False) -> list[TrialSpec]:
+    n = config["trials_per_participant"] if n is None else n
+    chosen = least_used(pool, n, rng) if not practice else [pool[i] for i in rng.integers(len(pool), size=n)]
+    n_sens = int(round(n * config["sensitivity_share"]))
+    if practice:
+        n_sens = n // 2
+    attacked = rng.permutation(np.arange(n) >= n_sens)
+    return [pair_trial(item, samples, bool(a), practice) for item, a in zip(chosen, attacked)]
+
+
+def analyse(frame: pd.DataFrame, config: dict) -> dict:
+    main = frame[~frame["is_practice"]]
+    screen = statistics.screening(main, config["screening_threshold"])
+    kept = main[main["participant"].isin(screen.loc[screen["passed"], "participant"])]
+    per_participant = []
+    for pid, part in kept.groupby("participant"):
+        att = part[part["condition"] != SENSITIVITY]
+        sens = part[part["condition"] == SENSITIVITY]
+        per_participant.append({"participant": int(pid), "d_prime": statistics.d_prime(
+            int((att["answer"] == "changed").sum()), len(att), int((sens["answer"] == "changed").sum()), len(sens))})
+    return {
+        "screening": screen.to_dict("records"),
+        "participants_kept": int(screen["passed"].sum()),
+        "participants_screened_out": int((~screen["passed"]).sum()),
+        "overall": statistics.detection_table(kept, []),
+        "by_method": statistics.detection_table(kept, ["method"]),
+        "by_dataset": statistics.detection_table(kept, ["dataset"]),
+        "by_method_dataset": statistics.detection_table(kept, ["method", "dataset"]),
+        "per_participant_d_prime": per_participant,
+    }
+
+
+def figures(analysis: dict) -> dict[str, bytes]:
+    from ..figures import rate_bars
+    return {f"{KIND}_unchanged_by_method.png": rate_bars(analysis["by_method"], "method",
+                                                         "attacked motions judged unchanged")}

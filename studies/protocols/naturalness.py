@@ -1,0 +1,102 @@
+"""Naturalness (paper §4.5): which perceptual loss gives the most natural attacked motion?
+
+Each selected motion yields two trials: SMART against one ablation drawn from {l2, l2-acc,
+l2-bone}, and two different ablations against each other. Both motions are shown side by
+side and played together (6 s, twice); the participant answers left, right or cannot tell.
+Left/right placement is balanced within each participant and trials are shuffled.
+
+Records: 'left' / 'right' / 'cannot_tell'. Analysis: for each method pair the
+proportions and a binomial test on decisive answers, each method's normalised preference
+(share of its comparisons it won), and a Bradley–Terry ranking with Wald intervals.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+import pandas as pd
+
+from .. import statistics
+from .base import (ADVERSARIAL, ConfigurationError, PoolItem, SampleInfo, Shown, TrialSpec, COMMON_DEFAULTS,
+                   balanced_flags, least_used, side_options, validate_common)
+
+KIND = "naturalness"
+TITLE = "Naturalness"
+PROPOSED = "smart"
+ABLATIONS = ("l2", "l2-acc", "l2-bone")
+DEFAULTS = {**COMMON_DEFAULTS, "trials_per_participant": 100, "repeats": 2,
+            "methods": [PROPOSED, *ABLATIONS]}
+PROMPT = "Which motion looks more natural?"
+RECORDS = {"answer": "'left', 'right' or 'cannot_tell'"}
+
+
+def validate(config: dict) -> dict:
+    out = validate_common(config, DEFAULTS)
+    if PROPOSED not in out["methods"] or len(set(out["methods"]) & set(ABLATIONS)) < 2:
+        raise ConfigurationError("naturalness needs smart and at least two of l2, l2-acc, l2-bone in methods")
+    return out
+
+
+def pool_items(samples: list[SampleInfo], config: dict) -> list[PoolItem]:
+    """One item per motion (clip, recognizer, strategy) attacked by SMART and by at least
+    two ablations."""
+    groups = defaultdict(dict)
+    for s in samples:
+        if s.method in config["methods"] and (s.success or not config["only_successful"]):
+            groups[(s.clip, s.recognizer, s.strategy)].setdefault(s.method, s.id)
+    return [PoolItem(condition="motion", samples=dict(sorted(g.items()))) for _, g in sorted(groups.items())
+            if PROPOSED in g and len(set(g) & set(ABLATIONS)) >= 2]
+
+
+def build_trials(pool: list[PoolItem], samples: dict[int, SampleInfo], config: dict,
+                 rng: np.random.Generator, n: int | None = None, practice: bool = False) -> list[TrialSpec]:
+    n = config["trials_per_participant"] if n is None else n
+    motions = -(-n // 2)
+    chosen = least_used(pool, motions, rng) if not practice else [pool[i] for i in rng.integers(len(pool), size=motions)]
+    pairs = []
+    for item in chosen:
+        ablations = [m for m in ABLATIONS if m in item.samples and m in config["methods"]]
+        pairs.append(("smart-vs-ablation", item, (PROPOSED, ablations[rng.integers(len(ablations))])))
+        a, b = rng.choice(len(ablations), size=2, replace=False)
+        pairs.append(("ablation-vs-ablation", item, (ablations[a], ablations[b])))
+    pairs = pairs[:n]
+    # Counterbalance within each trial type: SMART is on the left in half of its trials.
+    swap = np.zeros(len(pairs), dtype=bool)
+    for condition in ("smart-vs-ablation", "ablation-vs-ablation"):
+        idx = [i for i, p in enumerate(pairs) if p[0] == condition]
+        swap[idx] = balanced_flags(len(idx), rng)
+    order = rng.permutation(len(pairs)) if not practice else np.arange(len(pairs))
+    trials = []
+    for i in order:
+        condition, item, (m1, m2) = pairs[i]
+        flip = swap[i]
+        left, right = (m2, m1) if flip else (m1, m2)
+        trials.append(TrialSpec(
+            condition=condition,
+            left=Shown(item.samples[left], ADVERSARIAL, left), right=Shown(item.samples[right], ADVERSARIAL, right),
+            options=side_options(), correct="", design={"left_method": left, "right_method": right},
+            pool_item=item, is_practice=practice))
+    return trials
+
+
+def analyse(frame: pd.DataFrame, config: dict) -> dict:
+    main = frame[~frame["is_practice"]]
+    decisive = main[main["answer"].isin(["left", "right"])]
+    wins = [(r.left_method, r.right_method) if r.answer == "left" else (r.right_method, r.left_method)
+            for r in decisive.itertuples()]
+    methods = [m for m in DEFAULTS["methods"] if m in config["methods"]]
+    preference = []
+    for m in methods:
+        shown = int(((main["left_method"] == m) | (main["right_method"] == m)).sum())
+        won = sum(1 for w, _ in wins if w == m)
+        preference.append({"method": m, **statistics.wilson_interval(won, shown)})
+    return {
+        "pairs": statistics.preference_counts(main),
+        "normalised_preference": preference,
+        "bradley_terry": statistics.bradley_terry(methods, wins),
+    }
+
+
+def figures(analysis: dict) -> dict[str, bytes]:
+    from ..figures import preference_bars
+    return {"naturalness_preference.png": preference_bars(analysis["pairs"], analysis["normalised_preference"])}

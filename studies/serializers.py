@@ -1,0 +1,129 @@
+"""Validation of what participants send and the shape of what they receive.
+
+Output serializers are built field by field from what a participant may see: no sample
+ids, methods, variants, correct answers or design facts ever enter them.
+"""
+from __future__ import annotations
+
+from rest_framework import serializers
+
+
+EXTERNAL_ID = dict(required=False, allow_blank=True, max_length=64, default="")
+
+
+class StartParticipationSerializer(serializers.Serializer):
+    """Consent plus the crowdsourcing ids from the study URL and browser facts."""
+
+    consent = serializers.BooleanField()
+    PROLIFIC_PID = serializers.CharField(**EXTERNAL_ID)
+    STUDY_ID = serializers.CharField(**EXTERNAL_ID)
+    SESSION_ID = serializers.CharField(**EXTERNAL_ID)
+    browser = serializers.DictField(required=False, default=dict)
+    screen = serializers.DictField(required=False, default=dict)
+
+    def validate_consent(self, value):
+        if value is not True:
+            raise serializers.ValidationError("Consent is required to take part.")
+        return value
+
+    def validate(self, attrs):
+        for key in ("browser", "screen"):
+            if len(str(attrs[key])) > 4000:
+                raise serializers.ValidationError({key: "too large"})
+        return attrs
+
+
+class PlaybackLogSerializer(serializers.Serializer):
+    measured_duration_ms = serializers.FloatField(min_value=0, required=False)
+    frames_drawn = serializers.IntegerField(min_value=0, required=False)
+    late_frames = serializers.IntegerField(min_value=0, required=False)
+    page_hidden = serializers.BooleanField(required=False)
+    # What the player measured beside the four required facts, kept so analyses can judge timing.
+    expected_duration_ms = serializers.FloatField(min_value=0, required=False)
+    median_frame_interval_ms = serializers.FloatField(min_value=0, required=False)
+    max_frame_interval_ms = serializers.FloatField(min_value=0, required=False)
+    final_frame_interval_ms = serializers.FloatField(min_value=0, required=False)
+    wall_duration_ms = serializers.FloatField(min_value=0, required=False)
+    replays = serializers.IntegerField(min_value=0, required=False)
+    seconds = serializers.FloatField(min_value=0, required=False)
+    repeats = serializers.IntegerField(min_value=1, required=False)
+    slow_motion = serializers.FloatField(min_value=1, required=False)
+
+
+class AnswerSerializer(serializers.Serializer):
+    """An answer to one trial; the choice must be one of that trial's options."""
+
+    trial = serializers.CharField(max_length=32)
+    answer = serializers.CharField(max_length=20)
+    response_time_ms = serializers.IntegerField(min_value=0, max_value=24 * 3600 * 1000)
+    playback = PlaybackLogSerializer(required=False, default=dict)
+
+    def validate_answer(self, value):
+        trial = self.context.get("trial")
+        if trial is not None and value not in trial.option_values():
+            raise serializers.ValidationError(
+                f"Invalid choice {value!r}; choose one of: {', '.join(trial.option_values())}.")
+        return value
+
+
+class OptionSerializer(serializers.Serializer):
+    value = serializers.CharField()
+    text = serializers.CharField()
+
+
+class MotionRefSerializer(serializers.Serializer):
+    side = serializers.CharField()
+    key = serializers.CharField()
+    url = serializers.CharField()
+    motion = serializers.DictField(required=False, help_text="Encoded motion (see /api/motions/{key}/)")
+
+
+class TrialSerializer(serializers.Serializer):
+    trial = serializers.CharField()
+    position = serializers.IntegerField()
+    total = serializers.IntegerField()
+    is_practice = serializers.BooleanField()
+    prompt = serializers.CharField()
+    options = OptionSerializer(many=True)
+    motions = MotionRefSerializer(many=True)
+    skeleton = serializers.DictField()
+    playback = serializers.DictField()
+
+
+class NextTrialSerializer(serializers.Serializer):
+    done = serializers.BooleanField()
+    trial = TrialSerializer(required=False)
+    complete_url = serializers.CharField(required=False)
+
+
+class AnswerResultSerializer(serializers.Serializer):
+    trial = serializers.CharField()
+    answer = serializers.CharField()
+    duplicate = serializers.BooleanField()
+    feedback = serializers.DictField(required=False)
+    remaining = serializers.IntegerField()
+
+
+class ParticipationSerializer(serializers.Serializer):
+    token = serializers.CharField()
+    status = serializers.CharField()
+    answered = serializers.IntegerField()
+    total = serializers.IntegerField()
+    next_url = serializers.CharField()
+
+
+class CompletionSerializer(serializers.Serializer):
+    completion_code = serializers.CharField()
+    redirect_url = serializers.CharField(allow_blank=True)
+
+
+class StudyPublicSerializer(serializers.Serializer):
+    slug = serializers.CharField()
+    name = serializers.CharField()
+    status = serializers.CharField()
+    consent_text = serializers.CharField()
+    instructions = serializers.CharField(allow_blank=True)
+    trials = serializers.IntegerField()
+    practice_trials = serializers.IntegerField()
+    playback = serializers.DictField()
+    start_url = serializers.CharField()

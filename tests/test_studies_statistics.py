@@ -1,0 +1,129 @@
+"""Every statistic against values worked out by hand on small fixed answer sets."""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as st
+
+from studies import statistics
+from studies.protocols import deceitfulness, indistinguishability, naturalness
+
+Z = 1.959963984540054
+
+
+def test_wilson_interval_matches_the_formula_and_the_textbook_value():
+    k, n = 8, 10
+    p = k / n
+    centre = (p + Z**2 / (2 * n)) / (1 + Z**2 / n)
+    half = Z * math.sqrt(p * (1 - p) / n + Z**2 / (4 * n**2)) / (1 + Z**2 / n)
+    out = statistics.wilson_interval(k, n)
+    assert out["rate"] == 0.8
+    assert out["low"] == pytest.approx(centre - half, abs=1e-9) and out["high"] == pytest.approx(centre + half, abs=1e-9)
+    assert (round(out["low"], 4), round(out["high"], 4)) == (0.4902, 0.9433)
+    assert math.isnan(statistics.wilson_interval(0, 0)["rate"])
+
+
+def test_d_prime_log_linear_correction_by_hand():
+    # hits 1/4 -> (1.5/5), false alarms 0/4 -> (0.5/5)
+    assert statistics.d_prime(1, 4, 0, 4) == pytest.approx(st.norm.ppf(0.3) - st.norm.ppf(0.1))
+    assert statistics.d_prime(1, 4, 0, 4) == pytest.approx(0.7572, abs=1e-4)
+    assert statistics.d_prime(3, 6, 3, 6) == pytest.approx(0.0)
+
+
+def answers(rows):
+    cols = ["participant", "is_practice", "condition", "answer", "is_correct", "method", "dataset"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def screening_frame():
+    rows = []
+    # participant 1: 4 of 5 sensitivity trials right (0.8 -> passes at 0.8)
+    for i, ok in enumerate([1, 1, 1, 1, 0]):
+        rows.append([1, False, "sensitivity", "unchanged" if ok else "changed", bool(ok), "original", "d"])
+    # participant 2: 3 of 5 (0.6 -> screened out); a wrong practice trial does not count
+    for i, ok in enumerate([1, 1, 1, 0, 0]):
+        rows.append([2, False, "sensitivity", "unchanged" if ok else "changed", bool(ok), "original", "d"])
+    rows.append([2, True, "sensitivity", "changed", False, "original", "d"])
+    # attacked trials: p1 judges 3 of 4 unchanged, p2 all 4 changed
+    for ans in ["unchanged", "unchanged", "unchanged", "changed"]:
+        rows.append([1, False, "smart", ans, ans == "changed", "smart", "d"])
+    for _ in range(4):
+        rows.append([2, False, "smart", "changed", True, "smart", "d"])
+    return answers(rows)
+
+
+def test_screening_by_sensitivity_accuracy():
+    out = statistics.screening(screening_frame(), 0.8).set_index("participant")
+    assert out.loc[1, "sensitivity_accuracy"] == pytest.approx(0.8) and out.loc[1, "passed"]
+    assert out.loc[2, "sensitivity_accuracy"] == pytest.approx(0.6) and not out.loc[2, "passed"]
+    assert out.loc[2, "sensitivity_trials"] == 5  # practice excluded
+
+
+def test_indistinguishability_analysis_drops_screened_participants():
+    result = indistinguishability.analyse(screening_frame(), indistinguishability.validate({}))
+    assert result["participants_kept"] == 1 and result["participants_screened_out"] == 1
+    row = result["by_method"][0]
+    assert (row["method"], row["k"], row["n"]) == ("smart", 3, 4)  # only participant 1's answers
+    assert row["rate"] == 0.75
+    # hits: 1 of 4 attacked judged changed; false alarms: 1 of 5 originals judged changed
+    assert row["d_prime"] == pytest.approx(st.norm.ppf(1.5 / 5) - st.norm.ppf(1.5 / 6))
+    assert result["per_participant_d_prime"] == [{"participant": 1, "d_prime": pytest.approx(row["d_prime"])}]
+
+
+def test_deceitfulness_rates_per_dataset_class_and_method():
+    frame = pd.DataFrame({
+        "participant": [1] * 6, "is_practice": [False] * 5 + [True],
+        "dataset": ["a", "a", "a", "b", "b", "b"], "truth_name": ["walk", "walk", "kick", "walk", "walk", "walk"],
+        "method": ["smart"] * 6, "is_correct": [True, True, False, True, False, False]})
+    out = deceitfulness.analyse(frame, deceitfulness.validate({}))
+    assert out["overall"][0]["k"] == 3 and out["overall"][0]["n"] == 5  # practice excluded
+    by_ds = {r["dataset"]: (r["k"], r["n"]) for r in out["by_dataset"]}
+    assert by_ds == {"a": (2, 3), "b": (1, 2)}
+    by_class = {(r["dataset"], r["truth_name"]): r["rate"] for r in out["by_class"]}
+    assert by_class == {("a", "kick"): 0.0, ("a", "walk"): 1.0, ("b", "walk"): 0.5}
+    assert out["by_dataset"][0]["low"] == pytest.approx(statistics.wilson_interval(2, 3)["low"])
+
+
+def natural_frame():
+    # (left, right, answer)
+    trials = [("smart", "l2", "left"), ("l2", "smart", "right"), ("smart", "l2", "left"), ("l2", "smart", "right"),
+              ("smart", "l2", "cannot_tell"), ("l2", "l2-acc", "right"), ("l2-acc", "l2", "left"),
+              ("l2-bone", "l2", "right")]
+    return pd.DataFrame([{"participant": 1, "is_practice": False, "left_method": l, "right_method": r, "answer": a}
+                         for l, r, a in trials])
+
+
+def test_naturalness_pair_proportions_and_binomial_test():
+    pairs = {(r["method_a"], r["method_b"]): r for r in statistics.preference_counts(natural_frame())}
+    row = pairs[("l2", "smart")]
+    assert (row["a_better"], row["b_better"], row["cannot_tell"], row["n"]) == (0, 4, 1, 5)
+    assert row["p_b_better"] == 0.8 and row["p_cannot_tell"] == 0.2
+    assert row["binomial_p"] == pytest.approx(2 * 0.5**4)  # 4 of 4 decisive answers one way
+    assert (pairs[("l2", "l2-acc")]["a_better"], pairs[("l2", "l2-acc")]["b_better"]) == (0, 2)
+    assert pairs[("l2", "l2-bone")]["a_better"] == 1
+
+
+def test_bradley_terry_two_items_by_hand():
+    # a beats b three times out of four: strength difference log 3, centred at zero;
+    # Fisher information of the difference 4 * 0.75 * 0.25 -> var(diff) = 4/3, var(each) = 1/3.
+    rows = {r["method"]: r for r in statistics.bradley_terry(["a", "b"], [("a", "b")] * 3 + [("b", "a")])}
+    assert rows["a"]["strength"] - rows["b"]["strength"] == pytest.approx(math.log(3), abs=1e-3)
+    assert rows["a"]["strength"] == pytest.approx(math.log(3) / 2, abs=1e-3)
+    assert rows["a"]["se"] == pytest.approx(math.sqrt(1 / 3), abs=1e-3)
+    assert rows["a"]["low"] == pytest.approx(rows["a"]["strength"] - Z * rows["a"]["se"])
+    assert (rows["a"]["wins"], rows["a"]["comparisons"]) == (3, 4)
+
+
+def test_naturalness_analysis_ranks_methods_and_normalises_preference():
+    out = naturalness.analyse(natural_frame(), naturalness.validate({}))
+    ranking = [r["method"] for r in out["bradley_terry"]]
+    assert ranking[0] == "smart"
+    pref = {r["method"]: (r["k"], r["n"]) for r in out["normalised_preference"]}
+    # smart shown 5 times, preferred 4; l2 shown 8 times, preferred 1; l2-acc 2 of 2; l2-bone 0 of 1
+    assert pref == {"smart": (4, 5), "l2": (1, 8), "l2-acc": (2, 2), "l2-bone": (0, 1)}
+
+
+def test_rates_by_handles_empty_frames():
+    assert statistics.rates_by(pd.DataFrame({"x": []}), "x", []) == []
+    assert statistics.finite(np.float64("nan")) is None
