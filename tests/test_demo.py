@@ -9,7 +9,7 @@ from studies.models import Study
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
-DEMO = dict(data="/nonexistent-so-synthetic", epochs=8, width=8, frames=24, clips=6, iterations=80,
+DEMO = dict(data="/nonexistent-so-synthetic", epochs=20, width=8, frames=24, clips=12, iterations=80,
             base_url="http://example.test")
 
 
@@ -19,11 +19,13 @@ def test_demo_runs_every_step_and_can_run_again(settings, tmp_path):
     call_command("demo", stdout=out, **DEMO)
     text = out.getvalue()
     rec = Recognizer.objects.get(name="synthetic-stgcn")
-    assert rec.status == "ready" and rec.test_accuracy > 0.3
+    # 20 epochs make the synthetic recognizer accurate whatever the thread count, so the 12
+    # attacked test clips are (nearly) all correctly classified and the attacks have work to do.
+    assert rec.status == "ready" and rec.test_accuracy > 0.8
     assert GenerationRun.objects.filter(status="done").count() == 8
     assert set(GenerationRun.objects.values_list("method", flat=True)) == {
         "smart", "l2", "l2-acc", "l2-bone", "iaa", "ciasa"}
-    assert AdversarialSample.objects.exists()
+    assert AdversarialSample.objects.filter(method="smart", strategy="ab", success=True).exists()
     report = RobustnessReport.objects.get()
     assert (tmp_path / "reports" / "demo" / "report.md").exists() and report.tables
     # A kind whose protocol finds no suitable stimuli (e.g. naturalness needs SMART and two
