@@ -114,9 +114,13 @@ def _assign_trials(study: Study, participant: Participant, config: dict):
             for s in study.stimuli.all()]
     infos = sample_infos(ids={sid for p in pool for sid in p.samples.values()})
     rng = trial_rng(config, participant)
-    practice = protocol.build_trials(pool, infos, config, rng, n=config["practice_trials"], practice=True) \
-        if config["practice_trials"] else []
     main = protocol.build_trials(pool, infos, config, rng)
+    # Practice feedback reveals the answer key of what it shows, so practice draws from
+    # stimuli this participant will not meet again in the main trials (when any are left).
+    in_main = {spec.pool_item.id for spec in main if spec.pool_item}
+    spare = [p for p in pool if p.id not in in_main] or pool
+    practice = protocol.build_trials(spare, infos, config, rng, n=config["practice_trials"], practice=True) \
+        if config["practice_trials"] else []
     handles = {(h.sample_id, h.variant, h.side): h.id for h in study.motion_handles.all()}
     rows = []
     for position, spec in enumerate(practice + main):

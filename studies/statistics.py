@@ -102,7 +102,8 @@ def bradley_terry(items: list[str], wins: list[tuple[str, str]], alpha: float = 
                  "comparisons": 0, "wins": 0} for m in items]
     theta = np.asarray(choix.opt_pairwise(k, data, alpha=alpha), dtype=float)
     theta -= theta.mean()
-    info = alpha * np.eye(k)
+    # choix penalises alpha * sum(theta**2), whose second derivative is 2 * alpha.
+    info = 2 * alpha * np.eye(k)
     for w, l in data:
         p = 1.0 / (1.0 + math.exp(theta[l] - theta[w]))
         d = np.zeros(k)

@@ -81,6 +81,9 @@ class StartParticipation(ThrottledEarly, APIView):
         self.study = Study.objects.filter(slug=kwargs["slug"]).first()
         if self.study is None:
             raise NotFound("No such study.")
+        # Before StudyHasRoom counts: participants past the timeout must not keep a full
+        # study closed to newcomers (nothing else would ever release them).
+        assignment.release_abandoned(self.study)
         super().initial(request, *args, **kwargs)
 
     @extend_schema(request=StartParticipationSerializer, responses={201: ParticipationSerializer,

@@ -242,6 +242,27 @@ def test_abandoned_participants_return_their_stimuli_and_can_come_back(client, w
     assert sum(Stimulus.objects.values_list("usage_count", flat=True)) == 3 + 3
 
 
+def test_a_full_study_releases_timed_out_participants_before_refusing_newcomers(client, world):
+    make_study("deceitfulness", trials_per_participant=2, target_participants=1, abandon_after_minutes=30)
+    stale = start(client, "deceitfulness").json()["token"]
+    assert start(client, "deceitfulness").status_code == 403  # full: the first one is still active
+    Participant.objects.filter(token=stale).update(last_seen_at=timezone.now() - timedelta(hours=1))
+    assert start(client, "deceitfulness").status_code == 201  # the timed-out one no longer holds the place
+    assert Participant.objects.get(token=stale).status == Participant.ABANDONED
+
+
+def test_practice_stimuli_are_not_met_again_in_the_main_trials(world):
+    study = make_study("deceitfulness", trials_per_participant=2, practice_trials=2)  # pool of 4 motions
+    for _ in range(4):
+        p, _ = assignment.start_participation(study)
+        practice = set(p.trials.filter(is_practice=True).values_list("stimulus_id", flat=True))
+        main = set(p.trials.filter(is_practice=False).values_list("stimulus_id", flat=True))
+        assert len(main) == 2 and practice and not practice & main
+    small = make_study("indistinguishability", slug="small", trials_per_participant=4, practice_trials=2)
+    p, _ = assignment.start_participation(small)  # no stimulus left over: practice reuses the pool
+    assert p.trials.filter(is_practice=True).count() == 2 and p.trials.count() == 6
+
+
 def test_openapi_schema_lists_the_participant_endpoints(client):
     r = client.get("/api/schema/", HTTP_ACCEPT="application/json")
     assert r.status_code == 200

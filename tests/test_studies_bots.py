@@ -19,7 +19,7 @@ def post(client, url, body):
     return client.post(url, body, content_type=JSON)
 
 
-def run_bot(client, kind, i, rng, other_trial_keys):
+def run_bot(client, kind, i, rng, other_trial_keys, sent):
     pid = f"bot-{kind}-{i}"
     r = post(client, f"/api/studies/{kind}/participations/", {"consent": True, "PROLIFIC_PID": pid,
                                                               "STUDY_ID": "s", "SESSION_ID": f"x{i}"})
@@ -60,6 +60,7 @@ def run_bot(client, kind, i, rng, other_trial_keys):
             assert again.status_code == 200 and again.json()["token"] == token
         r = post(client, f"{base}/answers/", body)
         assert r.status_code == 201, r.content
+        sent[t["trial"]] = (value, body["response_time_ms"])
         if behaviour == 6:  # double click
             assert post(client, f"{base}/answers/", body).json()["duplicate"] is True
         answered += 1
@@ -74,7 +75,8 @@ def test_fifty_bots_lose_and_duplicate_nothing(client, kind):
     make_study(kind, trials_per_participant=TRIALS, practice_trials=PRACTICE)
     rng = np.random.default_rng(0)
     seen = []
-    counts = [run_bot(client, kind, i, rng, seen) for i in range(BOTS)]
+    sent = {}
+    counts = [run_bot(client, kind, i, rng, seen, sent) for i in range(BOTS)]
     assert counts == [TRIALS + PRACTICE] * BOTS
     assert Participant.objects.count() == BOTS
     assert Trial.objects.count() == BOTS * (TRIALS + PRACTICE)
@@ -83,4 +85,7 @@ def test_fifty_bots_lose_and_duplicate_nothing(client, kind):
     assert not Participant.objects.filter(status__in=[Participant.ACTIVE, Participant.ABANDONED]).exists()
     for r in Response.objects.select_related("trial")[:20]:
         assert r.participant_id == r.trial.participant_id and r.answer in r.trial.option_values()
+    # every accepted answer is stored as sent, on the trial it was sent for
+    stored = {k: (a, t) for k, a, t in Response.objects.values_list("trial__key", "answer", "response_time_ms")}
+    assert stored == sent
     assert Response.objects.exclude(playback={}).count() == Response.objects.count()

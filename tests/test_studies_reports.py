@@ -39,6 +39,18 @@ def test_completion_screens_out_low_sensitivity_but_keeps_data(indist):
     assert bad.responses.count() == 11
 
 
+def test_practice_sensitivity_trials_do_not_count_towards_screening():
+    make_samples(num_clips=4)
+    study = make_study("indistinguishability", trials_per_participant=4, practice_trials=2)
+    # wrong on every practice trial (one of them a sensitivity trial), right on every main one
+    p = participate(study, lambda t: ("changed" if t.correct == "unchanged" else "unchanged") if t.is_practice
+                    else t.correct)
+    assert p.trials.filter(is_practice=True, condition="sensitivity").exists()
+    assert p.status == Participant.COMPLETED and p.sensitivity_accuracy == 1.0
+    report = build_report(study)
+    assert report["statistics"]["screening"][0]["sensitivity_trials"] == 2
+
+
 def test_report_statistics_and_files(indist, tmp_path):
     study, good, bad = indist
     report = build_report(study, tmp_path)

@@ -4,10 +4,11 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import optimize
 from scipy import stats as st
 
 from studies import statistics
-from studies.protocols import deceitfulness, indistinguishability, naturalness
+from studies.protocols import comparison, deceitfulness, indistinguishability, naturalness
 
 Z = 1.959963984540054
 
@@ -113,6 +114,68 @@ def test_bradley_terry_two_items_by_hand():
     assert rows["a"]["se"] == pytest.approx(math.sqrt(1 / 3), abs=1e-3)
     assert rows["a"]["low"] == pytest.approx(rows["a"]["strength"] - Z * rows["a"]["se"])
     assert (rows["a"]["wins"], rows["a"]["comparisons"]) == (3, 4)
+
+
+def test_bradley_terry_penalty_enters_estimate_and_interval_as_choix_defines_it():
+    # choix minimises -loglik + alpha * sum(theta**2). Two items, a beats b 3 of 4 times,
+    # theta = (t, -t): 4*alpha*t - 6*sigmoid(-2t) + 2*sigmoid(2t) = 0. Information along
+    # (1, -1)/sqrt(2): 8 p (1 - p) + 2 alpha with p = sigmoid(2t); var(theta_a) is half its inverse.
+    alpha = 1.0
+    sig = lambda x: 1 / (1 + math.exp(-x))  # noqa: E731
+    t = optimize.brentq(lambda t: 4 * alpha * t - 6 * sig(-2 * t) + 2 * sig(2 * t), 0, 5)
+    p = sig(2 * t)
+    se = math.sqrt(0.5 / (8 * p * (1 - p) + 2 * alpha))
+    rows = {r["method"]: r for r in statistics.bradley_terry(["a", "b"], [("a", "b")] * 3 + [("b", "a")],
+                                                             alpha=alpha)}
+    assert rows["a"]["strength"] == pytest.approx(t, abs=1e-5)
+    assert rows["a"]["se"] == pytest.approx(se, abs=1e-6) and rows["b"]["se"] == pytest.approx(se, abs=1e-6)
+
+
+def test_naturalness_analysis_ignores_practice_trials():
+    frame = pd.concat([natural_frame(), pd.DataFrame([{"participant": 1, "is_practice": True, "left_method": "l2",
+                                                       "right_method": "smart", "answer": "left"}])],
+                      ignore_index=True)
+    out = naturalness.analyse(frame, naturalness.validate({}))
+    row = next(r for r in out["pairs"] if (r["method_a"], r["method_b"]) == ("l2", "smart"))
+    assert (row["n"], row["a_better"], row["b_better"]) == (5, 0, 4)
+    assert {r["method"]: r["wins"] for r in out["bradley_terry"]}["l2"] == 1
+
+
+def comparison_frame():
+    """One participant (7 of 8 sensitivity trials right: kept), two datasets, two methods,
+    and a practice trial that must not count."""
+    rows = [[1, False, "sensitivity", "unchanged", True, "original", "x"]] * 4
+    rows += [[1, False, "sensitivity", a, a == "unchanged", "original", "y"]
+             for a in ("changed", "unchanged", "unchanged", "unchanged")]
+    for ds, method, a in [("x", "smart", "changed"), ("x", "smart", "unchanged"), ("x", "iaa", "changed"),
+                          ("x", "iaa", "changed"), ("y", "smart", "changed"), ("y", "smart", "changed"),
+                          ("y", "iaa", "unchanged"), ("y", "iaa", "unchanged")]:
+        rows.append([1, False, method, a, a == "changed", method, ds])
+    rows.append([1, True, "smart", "unchanged", False, "smart", "x"])
+    return answers(rows)
+
+
+def test_comparison_rates_and_d_prime_per_method_and_dataset_by_hand():
+    out = comparison.analyse(comparison_frame(), comparison.validate({"methods": ["smart", "iaa"]}))
+    assert out["participants_kept"] == 1
+    z = st.norm.ppf
+    by_ds = {r["dataset"]: r for r in out["by_dataset"]}
+    # x: 1 of 4 attacked judged unchanged, hits 3/4, false alarms 0/4 (x's originals only)
+    assert (by_ds["x"]["k"], by_ds["x"]["n"], by_ds["x"]["false_alarms"]) == (1, 4, 0)
+    assert by_ds["x"]["d_prime"] == pytest.approx(z(3.5 / 5) - z(0.5 / 5))
+    # y: 2 of 4 unchanged, hits 2/4, false alarms 1/4
+    assert (by_ds["y"]["k"], by_ds["y"]["n"], by_ds["y"]["false_alarms"]) == (2, 4, 1)
+    assert by_ds["y"]["d_prime"] == pytest.approx(z(2.5 / 5) - z(1.5 / 5))
+    by_method = {r["method"]: r for r in out["by_method"]}
+    # per method the noise is every original: 1 false alarm in 8
+    assert (by_method["iaa"]["k"], by_method["iaa"]["n"], by_method["iaa"]["rate"]) == (2, 4, 0.5)
+    assert by_method["iaa"]["d_prime"] == pytest.approx(z(2.5 / 5) - z(1.5 / 9))
+    assert by_method["smart"]["d_prime"] == pytest.approx(z(3.5 / 5) - z(1.5 / 9))
+    assert by_method["smart"]["low"] == pytest.approx(statistics.wilson_interval(1, 4)["low"])
+    cell = next(r for r in out["by_method_dataset"] if (r["method"], r["dataset"]) == ("iaa", "y"))
+    assert (cell["k"], cell["n"], cell["hits"]) == (2, 2, 0)
+    assert cell["d_prime"] == pytest.approx(z(0.5 / 3) - z(1.5 / 5))
+    assert out["overall"][0]["n"] == 8  # the practice trial is not counted
 
 
 def test_naturalness_analysis_ranks_methods_and_normalises_preference():
