@@ -50,9 +50,9 @@ def main(argv=None) -> int:
     samples = {}
     for method in ("smart", *ABLATIONS):
         for w in ([PAPER_W] if method == "smart" and not args.sweep_smart else args.weights):
-            # SMART at the paper's weight is the default configuration: no option, so the run
-            # is the same one `generate_samples --method smart` stores.
-            options = {} if (method == "smart" and w == PAPER_W) else {"w": w}
+            # The paper's weight is the default configuration: no option, so the run is the
+            # same one `generate_samples --method smart|l2|...` stores.
+            options = {} if w == PAPER_W else {"w": w}
             config = generation_config(method, "ab", iterations=args.iterations, limit=args.limit,
                                        seed=args.seed, options=options)
             print(f"== {method} w={w}", flush=True)
