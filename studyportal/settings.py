@@ -136,14 +136,15 @@ if _flag("SECURE_PROXY_SSL_HEADER"):
 CSRF_TRUSTED_ORIGINS = [o.strip() for o in os.environ.get("CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()]
 
 # Static files: WhiteNoise serves them from gunicorn; in production compressed and with
-# content hashes in their names (run `manage.py collectstatic` before starting).
+# content hashes in their names and in the ES modules' imports (run `manage.py collectstatic`
+# before starting).
 if not DEBUG:  # in development runserver serves them from the source folders
     MIDDLEWARE.insert(1, "whitenoise.middleware.WhiteNoiseMiddleware")
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": os.environ.get("STATICFILES_STORAGE") or (
         "django.contrib.staticfiles.storage.StaticFilesStorage" if DEBUG
-        else "whitenoise.storage.CompressedManifestStaticFilesStorage")},
+        else "studyportal.storage.StaticFilesStorage")},  # WhiteNoise's, hashing JS module imports too
 }
 
 # Cache: Redis when REDIS_URL (or CACHE_URL) is set, so that every gunicorn worker shares the

@@ -21,3 +21,15 @@ def require_shared_datasets() -> Path:
 @pytest.fixture
 def shared_datasets() -> Path:
     return require_shared_datasets()
+
+
+# A test that reaches the database, whether by @pytest.mark.django_db or through a fixture
+# (db, transactional_db, live_server, admin_client, ...: all of them need django_db_setup),
+# is marked `database`; test.sh runs those again on PostgreSQL.
+DATABASE_FIXTURES = {"db", "transactional_db", "django_db_setup"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.get_closest_marker("django_db") or DATABASE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.database)

@@ -73,6 +73,53 @@ def test_slow_motion_plays_eighteen_seconds(page, live_server):
 
 
 @pytest.mark.browser
+def test_playback_lasts_as_long_on_a_30_hz_display(page, live_server):
+    """Timed by elapsed time, not by frames: with animation frames every 33 ms instead of
+    every 16.7 ms the motion lasts the same, in half as many frames."""
+    study_with_samples("deceitfulness", trials_per_participant=1, practice_trials=0, playback_seconds=1.0)
+    bot = StudyBot(page, live_server.url)
+    bot.open("deceitfulness")
+    bot.consent()
+    bot.begin()
+    page.evaluate("""() => {
+        window.requestAnimationFrame = (callback) => setTimeout(() => callback(performance.now()), 1000 / 30);
+    }""")
+    bot.play()
+    bot.answer(index=0)
+    assert bot.wait_next() == "complete"
+    log = bot.sent[-1]["playback"]
+    print(f"30 Hz playback: {log}")
+    assert log["median_frame_interval_ms"] >= 30, log
+    assert 1000 <= log["measured_duration_ms"] <= 1000 + log["final_frame_interval_ms"] + 0.002, log
+    assert 10 <= log["frames_drawn"] <= 35, log  # about 30 (60 at 60 Hz); fewer on a loaded machine
+
+
+@pytest.mark.browser
+def test_a_stalled_frame_is_logged_as_late_and_the_duration_still_holds(page, live_server):
+    """A 250 ms stall of the main thread mid-playback (as a busy machine causes) is one late
+    frame in the stored log; the motion still ends on time, since it is timed by the clock."""
+    study_with_samples("deceitfulness", trials_per_participant=1, practice_trials=0, playback_seconds=1.0)
+    bot = StudyBot(page, live_server.url)
+    bot.open("deceitfulness")
+    bot.consent()
+    bot.begin()
+    page.evaluate("""async () => {
+        document.getElementById('play').click();
+        for (let i = 0; i < 10; i++) await new Promise(requestAnimationFrame);
+        const t = performance.now();
+        while (performance.now() - t < 250) { /* stall */ }
+    }""")
+    bot.wait_state("answering")
+    bot.answer(index=0)
+    assert bot.wait_next() == "complete"
+    log = bot.sent[-1]["playback"]
+    assert log["late_frames"] >= 1 and log["max_frame_interval_ms"] >= 250, log
+    assert log["max_frame_interval_ms"] > LATE * log["median_frame_interval_ms"], log
+    assert_ends_within_one_frame(log, 1000)
+    assert Response.objects.get().playback["late_frames"] == log["late_frames"]
+
+
+@pytest.mark.browser
 def test_browser_decoder_matches_the_python_encoder(page, live_server):
     """decodeMotion in Chromium (DecompressionStream, int16 running sum) gives back what
     studies.payloads.decode_motion gives, including wrapped time differences and an
@@ -105,6 +152,45 @@ def test_browser_decoder_matches_the_python_encoder(page, live_server):
         catch (e) { return e.message; }
     }""", payload)
     assert "unknown motion format" in bad
+
+
+@pytest.mark.browser
+def test_both_viewports_share_one_framing_and_interpolate_between_frames(page, live_server):
+    """Side by side, one camera frames every motion shown: a motion whose last frame jumps
+    far away (a larger bounding box, as a bad attack may have) is not drawn smaller at the
+    shared first pose, so size never tells the two apart. Poses between two motion frames
+    are interpolated linearly."""
+    from attacks.skeletons import get_skeleton
+    study_with_samples("naturalness", trials_per_participant=1)
+    page.goto(f"{live_server.url}/study/naturalness/")
+    page.wait_for_function("document.body.dataset.screen === 'consent'")
+    skeleton = get_skeleton("ntu25")
+    motion = AdversarialSample.objects.first().original_motion()[:, :20]
+    far = motion.copy()
+    far[:, -1, :, 0] += 3.0  # the whole body, 3 m to the side, in the last frame only
+    result = page.evaluate("""async ({a, b, bones}) => {
+        const {SkeletonPlayer, decodeMotion} = await import('/static/participant/player.js');
+        const canvas = document.createElement('canvas');
+        canvas.id = 'framing';
+        canvas.style.cssText = 'position: fixed; left: 0; top: 0; width: 1000px; height: 500px; z-index: 10';
+        document.body.append(canvas);
+        const motions = [await decodeMotion(a), await decodeMotion(b)];
+        const player = new SkeletonPlayer(canvas, {bones, views: 2, up: 'y'});
+        player.setMotions(motions);
+        const m = motions[0];
+        player.renderPhase(0.25 / (m.frames - 1));  // a quarter of the way from frame 0 to frame 1
+        const pose = Array.from(player.bodies[0].pose);
+        const size = m.joints * 3;
+        const frames = [0, 1].map((t) => Array.from(m.positions.slice(t * size, (t + 1) * size)));
+        player.renderPhase(0);
+        return {pose, frames};
+    }""", {"a": encode_motion(motion, 30.0), "b": encode_motion(far, 30.0),
+           "bones": [list(b) for b in skeleton.bones]})
+    f0, f1 = (np.asarray(f) for f in result["frames"])
+    np.testing.assert_allclose(result["pose"], 0.75 * f0 + 0.25 * f1, atol=1e-5)
+    png = page.screenshot()
+    left, right = viewport_pixels(png, page.locator("#framing").bounding_box(), 2)
+    assert left > 300 and abs(left - right) <= 0.03 * left, (left, right)
 
 
 @pytest.mark.browser

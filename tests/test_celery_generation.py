@@ -240,6 +240,34 @@ def test_cancelled_run_turns_pending_shards_into_no_ops(workers):
     assert GenerationRun.objects.get(pk=run.pk).status == "cancelled"
 
 
+def test_cancelling_a_running_run_stops_its_worker_after_the_current_batch(workers, admin_client):
+    options = {**L2, "batch_size": 1}  # as many batches as clips: the cancel lands before the last one
+    call_command("generate_samples", queue=True, shard_size=64, celery_queue=workers.queue, **options)
+    run = GenerationRun.objects.get()
+    attackable = run.total - run.skipped
+    assert run.shards == 1 and attackable >= 3
+    workers.start("w1")
+    workers.wait_ready()
+    deadline = time.time() + 120
+    while GenerationRun.objects.get(pk=run.pk).status != "running":
+        assert time.time() < deadline, workers.logs[0].read_text()[-3000:]
+        time.sleep(0.02)
+    # The admin action, while the worker attacks its first batch.
+    r = admin_client.post("/admin/attacks/generationrun/", {"action": "cancel_runs", "_selected_action": [run.pk]})
+    assert r.status_code == 302
+    while "succeeded" not in workers.logs[0].read_text():
+        assert time.time() < deadline, workers.logs[0].read_text()[-3000:]
+        time.sleep(0.2)
+    assert "'cancelled'" in workers.logs[0].read_text()  # the task's result: stopped, not finished
+    run = GenerationRun.objects.get(pk=run.pk)
+    assert run.status == "cancelled" and run.shards_finished == []
+    stored = AdversarialSample.objects.filter(run=run).count()
+    print(f"cancelled after {stored} of {attackable} samples")
+    assert 0 < stored < attackable  # the batch under way is stored, the rest of the shard is not attacked
+    time.sleep(1)
+    assert AdversarialSample.objects.filter(run=run).count() == stored
+
+
 def test_admin_starts_a_run_on_the_workers_and_shows_its_progress(workers, admin_client, settings):
     settings.CELERY_TASK_DEFAULT_QUEUE = workers.queue  # where the admin sends its tasks
     recognizer = Recognizer.objects.get(name="tiny")

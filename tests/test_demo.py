@@ -13,7 +13,7 @@ DEMO = dict(data="/nonexistent-so-synthetic", epochs=20, width=8, frames=24, cli
             base_url="http://example.test")
 
 
-def test_demo_runs_every_step_and_can_run_again(settings, tmp_path):
+def test_demo_runs_every_step_and_can_run_again(settings, tmp_path, client):
     settings.DATA_DIR = tmp_path
     out = io.StringIO()
     call_command("demo", stdout=out, **DEMO)
@@ -44,3 +44,12 @@ def test_demo_runs_every_step_and_can_run_again(settings, tmp_path):
     call_command("demo", stdout=io.StringIO(), **DEMO)
     assert Dataset.objects.count() == 1 and Recognizer.objects.count() == 1
     assert AdversarialSample.objects.count() == samples and Study.objects.count() == len(made)
+
+    # The printed links open working studies: the participant page, then a first trial to play.
+    for kind in made:
+        assert client.get(f"/study/demo-{kind}/").status_code == 200
+        r = client.post(f"/api/studies/demo-{kind}/participations/", {"consent": True, "PROLIFIC_PID": "check"},
+                        content_type="application/json")
+        assert r.status_code == 201, r.content
+        trial = client.get(f"/api/participations/{r.json()['token']}/next/").json()["trial"]
+        assert trial["motions"] and trial["options"] and trial["skeleton"]["bones"]

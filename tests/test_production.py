@@ -39,7 +39,7 @@ def test_debug_off_turns_on_the_production_settings(tmp_path):
     assert s["SECURE_REFERRER_POLICY"] == "same-origin"
     assert s["MIDDLEWARE"][1] == "whitenoise.middleware.WhiteNoiseMiddleware"
     assert s["MIDDLEWARE"][0] == "django.middleware.security.SecurityMiddleware"
-    assert s["STORAGES"]["staticfiles"]["BACKEND"] == "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    assert s["STORAGES"]["staticfiles"]["BACKEND"] == "studyportal.storage.StaticFilesStorage"  # WhiteNoise's
     assert all(s["PARTICIPANT_THROTTLE_RATES"].values())  # rate limits on by default in production
     assert s["CELERY_BROKER_URL"] == "redis://10.1.2.3:6379/2"
     assert s["CACHES"]["default"]["LOCATION"] == "redis://10.1.2.3:6379/2"  # shared throttle counters
@@ -119,7 +119,9 @@ def test_health_check_fails_when_the_database_does_not_answer(client, monkeypatc
 def test_collected_static_files_are_compressed_hashed_and_served_by_whitenoise(tmp_path):
     code = """
 from django.core.management import call_command
+from django.contrib.staticfiles.storage import staticfiles_storage
 from django.test import Client
+from whitenoise.storage import CompressedManifestStaticFilesStorage
 call_command('collectstatic', interactive=False, verbosity=0)
 manifest = json.loads((s.STATIC_ROOT / 'staticfiles.json').read_text())['paths']
 name = manifest['admin/css/base.css']
@@ -128,7 +130,11 @@ plain = c.get('/static/' + name, secure=True)
 gz = c.get('/static/' + name, secure=True, HTTP_ACCEPT_ENCODING='gzip')
 print(json.dumps({'name': name, 'status': plain.status_code, 'cache': plain['Cache-Control'],
                   'encoding': gz.get('Content-Encoding'), 'gz_file': (s.STATIC_ROOT / (name + '.gz')).exists(),
-                  'three': 'vendor/three/' in ' '.join(manifest)}))
+                  'three': 'vendor/three/' in ' '.join(manifest),
+                  'app': (s.STATIC_ROOT / manifest['participant/app.js']).read_text(),
+                  'three_module': (s.STATIC_ROOT / manifest['vendor/three/three.module.js']).read_text(),
+                  'player': manifest['participant/player.js'], 'core': manifest['vendor/three/three.core.js'],
+                  'is_whitenoise': isinstance(staticfiles_storage, CompressedManifestStaticFilesStorage)}))
 """
     out = run_python(code, tmp_path, DEBUG="0", SECRET_KEY="test-secret")
     assert out.returncode == 0, out.stderr[-3000:]
@@ -137,6 +143,13 @@ print(json.dumps({'name': name, 'status': plain.status_code, 'cache': plain['Cac
     assert r["status"] == 200 and "immutable" in r["cache"] and "max-age=315360000" in r["cache"]
     assert r["encoding"] == "gzip" and r["gz_file"]
     assert r["three"]  # the vendored three.js is collected too
+    assert r["is_whitenoise"]
+    # The ES modules import each other by hashed name too, so a new deployment never mixes a
+    # new app.js with a cached old player.js (or three.module.js with an old three.core.js).
+    player, core = r["player"].rsplit("/", 1)[1], r["core"].rsplit("/", 1)[1]
+    assert player != "player.js" and f'from "./{player}"' in r["app"] and "./player.js" not in r["app"]
+    assert core != "three.core.js" and f'from "./{core}"' in r["three_module"]
+    assert "./three.core.js" not in r["three_module"]
 
 
 def test_logs_are_one_json_object_per_line():
@@ -152,3 +165,32 @@ def test_logs_are_one_json_object_per_line():
     assert "\n" not in line  # the traceback's newlines are escaped inside the one JSON line
     assert entry["level"] == "ERROR" and entry["logger"] == "attacks.tasks" and entry["message"] == "shard 3 failed"
     assert entry["run"] == 7 and "ValueError: boom" in entry["exception"]
+
+
+@pytest.mark.database  # so test.sh's PostgreSQL pass runs it again, there on PostgreSQL
+def test_load_benchmark_on_gunicorn_stores_every_answer_exactly_once(tmp_path):
+    """benchmarks/api_load.py, CI-sized: gunicorn with the production settings, concurrent
+    participants, then the answers counted in the database (the README reports the
+    200-participant run)."""
+    url = os.environ.get("DATABASE_URL", "")
+    database = "postgres" if url.startswith(("postgres://", "postgresql://")) else "sqlite"
+    participants, trials = 12, 3
+    out = tmp_path / "load.json"
+    command = [sys.executable, str(ROOT / "benchmarks" / "api_load.py"), "--databases", database,
+               "--participants", str(participants), "--trials", str(trials), "--workers", "2", "--threads", "4",
+               "--out", str(out)]
+    if database == "postgres":
+        command += ["--postgres-url", url]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    print(done.stdout)
+    (r,) = json.loads(out.read_text())
+    assert r["database"] == database and r["error_count"] == 0, r["errors"]
+    db = r["database_count"]
+    assert r["answers_accepted"] == db["stored"] == participants * trials
+    assert db["lost"] == 0 and db["duplicated"] == 0 and db["per_participant"] == [trials]
+    # Every participation finished (random answers may screen some out rather than complete them).
+    assert db["participants"] == r["complete"]["count"] == participants
+    for endpoint in ("next", "answer"):
+        e = r[endpoint]
+        assert e["count"] >= participants * trials and 0 < e["p50_ms"] <= e["p95_ms"] <= e["p99_ms"]
