@@ -7,6 +7,8 @@ Studies here are short (2-3 trials, 0.5-1 s playback) to keep the suite fast; th
 """
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from studies.models import Participant, Response, Study
@@ -233,6 +235,31 @@ def test_failed_loads_are_retried_then_reported(page, live_server):
     bot.answer(index=0)
     assert bot.wait_next() == "complete"
     assert Response.objects.count() == 2
+
+
+def test_rate_limited_request_waits_for_retry_after_then_loads(page, live_server):
+    study_with_samples("deceitfulness", trials_per_participant=1, practice_trials=0, playback_seconds=0.5)
+    seen = []
+
+    def throttled_once(route):
+        seen.append(time.monotonic())
+        if len(seen) == 1:
+            route.fulfill(status=429, headers={"Retry-After": "2"}, content_type="application/json",
+                          body='{"detail": "Request was throttled. Expected available in 2 seconds."}')
+        else:
+            route.continue_()
+
+    page.route("**/next/", throttled_once)
+    bot = StudyBot(page, live_server.url)
+    bot.open("deceitfulness")
+    bot.consent()
+    bot.begin()
+    assert len(seen) == 2 and seen[1] - seen[0] >= 1.9  # the server's Retry-After, not the 0.5 s retry
+    assert page.locator("#stage-overlay").is_hidden()
+    bot.play()
+    bot.answer(index=0)
+    assert bot.wait_next() == "complete"
+    assert Response.objects.count() == 1
 
 
 def test_device_gate_refuses_phones_small_windows_and_missing_webgl(chromium, playwright_driver, live_server,

@@ -18,6 +18,7 @@ const storageKey = `smart-study:${config.slug}`;
 const query = new URLSearchParams(window.location.search);
 const EXTERNAL_IDS = ['PROLIFIC_PID', 'STUDY_ID', 'SESSION_ID'];
 const RETRY_DELAYS_MS = [500, 1000, 2000]; // three retries after the first attempt
+const RETRY_AFTER_MAX_MS = 30000; // longest wait a rate limit's Retry-After may impose
 
 const $ = (id) => document.getElementById(id);
 const state = {
@@ -130,14 +131,17 @@ function apiMessage(body) {
 }
 
 /**
- * fetch + JSON with retries: network errors and 5xx are retried (RETRY_DELAYS_MS), 4xx
- * are answers and returned/thrown at once. POSTs are safe to retry: answers are
- * idempotent on the server.
+ * fetch + JSON with retries: network errors and 5xx are retried (RETRY_DELAYS_MS), and a
+ * 429 (rate limit) after the server's Retry-After (at most RETRY_AFTER_MAX_MS); other 4xx
+ * are answers and returned at once. POSTs are safe to retry: answers are idempotent on
+ * the server.
  */
 async function api(path, { method = 'GET', body, cache = 'no-store' } = {}) {
   let lastError = null;
+  let wait = 0;
   for (let attempt = 0; attempt <= RETRY_DELAYS_MS.length; attempt++) {
-    if (attempt > 0) await sleep(RETRY_DELAYS_MS[attempt - 1]);
+    if (attempt > 0) await sleep(wait || RETRY_DELAYS_MS[attempt - 1]);
+    wait = 0;
     let response;
     try {
       response = await fetch(path, {
@@ -157,6 +161,12 @@ async function api(path, { method = 'GET', body, cache = 'no-store' } = {}) {
       data = await response.json();
     } catch (e) {
       data = null;
+    }
+    if (response.status === 429) {
+      const seconds = Number(response.headers.get('Retry-After'));
+      wait = Number.isFinite(seconds) && seconds > 0 ? Math.min(seconds * 1000, RETRY_AFTER_MAX_MS) : 0;
+      lastError = new ApiError(response.status, data);
+      continue;
     }
     if (response.status >= 500 || (response.ok && data === null)) {
       lastError = new ApiError(response.status, data);
