@@ -80,32 +80,57 @@ def _resampled_world(world, source_frames, num_frames):
 
 # ---- splits ----------------------------------------------------------------------------
 
+# Formats whose datasets come with a published split; every other dataset is split at random.
+PROTOCOL_SPLIT_OF_FORMAT = {"ntu": "ntu-xsub"}
+
+
+def default_split_method(dataset: Dataset) -> str:
+    """The dataset's own protocol split where it has one (NTU: cross-subject), else stratified.
+
+    Results on NTU RGB+D are only comparable with the literature on its published split,
+    so that is what a recognizer gets unless the caller asks for another.
+    """
+    return PROTOCOL_SPLIT_OF_FORMAT.get(dataset.format, "stratified")
+
+
 def get_or_create_split(dataset: Dataset, method: str = "stratified", val_fraction: float = 0.1,
                         test_fraction: float = 0.2, seed: int = 0) -> DatasetSplit:
-    """The same arguments always give the same stored split (and so the same test set)."""
+    """The same arguments always give the same stored split (and so the same test set).
+
+    Clips cut from one source file (the windows of the `smart` protocol) are kept in one
+    part; such a split is named `...-by-source`.
+    """
     if method == "stratified":
         name = f"stratified-v{val_fraction:g}-t{test_fraction:g}-s{seed}"
     elif method in PROTOCOL_SPLITS:
         name = f"{method}-v{val_fraction:g}-s{seed}"
     else:
         raise RecognitionError(f"unknown split {method!r}: use stratified or one of {', '.join(PROTOCOL_SPLITS)}")
+    # A take holding segments of several classes (a long BVH with labelled ranges) is split
+    # per class segment: the windows of one segment still stay together.
+    sources = [f"{source}|{label}" for source, label in
+               dataset.clips.order_by("index").values_list("source", "label")]
+    groups = sources if len(set(sources)) < len(sources) else None
+    if groups is not None:
+        name += "-by-source"
     existing = DatasetSplit.objects.filter(dataset=dataset, name=name).first()
     if existing:
         return existing
     rows = list(dataset.clips.order_by("index").values_list("index", "label", "meta"))
     labels = np.array([r[1] for r in rows])
-    if method == "stratified":
-        parts = stratified_split(labels, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
-    else:
-        try:
+    try:
+        if method == "stratified":
+            parts = stratified_split(labels, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed,
+                                     groups=groups)
+        else:
             parts = protocol_split([r[2] for r in rows], protocol=method, val_fraction=val_fraction, seed=seed,
-                                   labels=labels)
-        except (KeyError, ValueError) as e:
-            raise RecognitionError(f"dataset {dataset.name!r} cannot use split {method!r}: {e}") from e
+                                   labels=labels, groups=groups)
+    except (KeyError, ValueError) as e:
+        raise RecognitionError(f"dataset {dataset.name!r} cannot use split {method!r}: {e}") from e
     index_of = np.array([r[0] for r in rows])
     return DatasetSplit.objects.create(
         dataset=dataset, name=name, method=method, seed=seed,
-        parameters={"val_fraction": val_fraction, "test_fraction": test_fraction},
+        parameters={"val_fraction": val_fraction, "test_fraction": test_fraction, "by_source": groups is not None},
         **{k: index_of[v].tolist() for k, v in parts.items()})
 
 
@@ -121,8 +146,11 @@ def recognizer_dir(name: str) -> Path:
 
 def train_recognizer(dataset: Dataset, arch: str, name: str, *, epochs=None, batch_size=None, lr=None,
                      width=None, device="cpu", seed=0, val_fraction=0.1, test_fraction=0.2,
-                     split_method="stratified", num_frames=None, progress=True) -> Recognizer:
-    """Train (or resume training) a recognizer and record it; the test split is used only at the end."""
+                     split_method=None, num_frames=None, progress=True) -> Recognizer:
+    """Train (or resume training) a recognizer and record it; the test split is used only at the end.
+
+    `split_method=None` takes the dataset's default (`default_split_method`).
+    """
     model_kwargs, hyper = split_preset(dict(CPU_PRESETS.get(arch, {})))
     hyper.update({k: v for k, v in dict(epochs=epochs, batch_size=batch_size, lr=lr).items() if v is not None})
     hyper.setdefault("epochs", 30)
@@ -132,7 +160,8 @@ def train_recognizer(dataset: Dataset, arch: str, name: str, *, epochs=None, bat
     preset_frames = model_kwargs.pop("num_frames", None)
     if num_frames is None and dataset.protocol == "raw":
         num_frames = preset_frames
-    split = get_or_create_split(dataset, split_method, val_fraction, test_fraction, seed)
+    split = get_or_create_split(dataset, split_method or default_split_method(dataset), val_fraction,
+                                test_fraction, seed)
     spec = default_input_spec(dataset, num_frames=num_frames)
     config = {"arch": arch, "model": model_kwargs, **hyper, "split": split.name, "input": spec}
 
@@ -147,15 +176,15 @@ def train_recognizer(dataset: Dataset, arch: str, name: str, *, epochs=None, bat
                                  num_frames=spec["num_frames"], **model_kwargs)
     except ValueError as e:
         raise RecognitionError(str(e)) from e
+    # Checked before the record exists, so an unusable split leaves no half-made recognizer behind.
+    data = {part: _arrays(split, part, skeleton, spec, dataset.fps) for part in ("train", "val", "test")}
+    if len(data["train"][1]) == 0 or len(data["val"][1]) == 0:
+        raise RecognitionError(f"split {split.name} leaves no training or validation clips")
     if record is None:
         record = Recognizer.objects.create(
             name=name, arch=arch, dataset=dataset, split=split, hyperparameters=config, input_spec=spec,
             checkpoint=str(Path("recognizers") / name / "best.pt"),
             num_parameters=sum(p.numel() for p in model.parameters()))
-
-    data = {part: _arrays(split, part, skeleton, spec, dataset.fps) for part in ("train", "val", "test")}
-    if len(data["train"][1]) == 0 or len(data["val"][1]) == 0:
-        raise RecognitionError(f"split {split.name} leaves no training or validation clips")
 
     def on_epoch_end(rec):
         Recognizer.objects.filter(pk=record.pk).update(epochs_trained=rec["epoch"])

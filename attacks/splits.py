@@ -7,6 +7,11 @@ has published protocols (cross-subject, cross-view) fixed by performer and camer
 there the test set is the protocol's, and validation is carved out of the protocol's
 training set only, so model selection never sees a test clip.
 
+Windows cut from one take (the `smart` protocol: 60 frames every 30, so neighbours share
+half their frames) must land in the same part, or the test set holds frames the model was
+trained on. Both splits therefore take optional `groups` (the clip's source file): a
+group is split as one unit, stratified by its class.
+
 Every function returns a dict {"train", "val", "test"} of sorted int64 index arrays
 that together cover each index exactly once.
 """
@@ -28,18 +33,22 @@ PROTOCOLS = ("ntu-xsub", "ntu-xview")
 
 
 def stratified_split(labels, val_fraction: float = 0.1, test_fraction: float = 0.2,
-                     seed: int = 0) -> dict[str, np.ndarray]:
+                     seed: int = 0, groups=None) -> dict[str, np.ndarray]:
     """Split indices 0..N-1 by class so every class is represented in proportion.
 
     Per class, the validation and test counts are the class size times the fraction,
     rounded down or up (never further off than one clip); the round-ups are handed out
     by largest remainder so the split totals match the fractions of N as closely as
     possible. A class always keeps at least one training clip. Deterministic for a seed.
+    With `groups` (one key per index), whole groups are split this way instead of clips.
     """
     labels = np.asarray(labels)
     if labels.ndim != 1:
         raise ValueError(f"labels must be one-dimensional, got shape {labels.shape}")
     _check_fractions(val_fraction, test_fraction)
+    if groups is not None:
+        return _grouped(stratified_split, labels, groups, val_fraction=val_fraction,
+                        test_fraction=test_fraction, seed=seed)
     rng = np.random.default_rng(seed)
     classes, inverse = np.unique(labels, return_inverse=True)
     members = [np.flatnonzero(inverse == c) for c in range(len(classes))]
@@ -65,13 +74,14 @@ def stratified_split(labels, val_fraction: float = 0.1, test_fraction: float = 0
 
 
 def protocol_split(meta_list: Sequence[Mapping], protocol: str = "ntu-xsub",
-                   val_fraction: float = 0.1, seed: int = 0, labels=None) -> dict[str, np.ndarray]:
+                   val_fraction: float = 0.1, seed: int = 0, labels=None, groups=None) -> dict[str, np.ndarray]:
     """NTU RGB+D cross-subject or cross-view split, with validation taken from train.
 
     `meta_list[i]` is clip i's metadata as the NTU reader stores it: `performer`
     (or `subject`) and `camera` ids, and the class as `class_id` (or `label`) unless
     `labels` is given. Validation is a stratified `val_fraction` of the protocol's
-    training clips; the test set is exactly the protocol's test clips.
+    training clips (of whole `groups` when given); the test set is exactly the
+    protocol's test clips.
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}: choose one of {', '.join(PROTOCOLS)}")
@@ -90,12 +100,26 @@ def protocol_split(meta_list: Sequence[Mapping], protocol: str = "ntu-xsub",
         raise ValueError(f"{len(labels)} labels for {n} clips")
 
     train_pool = np.flatnonzero(in_train)
-    inner = stratified_split(labels[train_pool], val_fraction=val_fraction, test_fraction=0.0, seed=seed)
+    inner = stratified_split(labels[train_pool], val_fraction=val_fraction, test_fraction=0.0, seed=seed,
+                             groups=None if groups is None else np.asarray(groups)[train_pool])
     return {
         "train": np.sort(train_pool[inner["train"]]).astype(np.int64),
         "val": np.sort(train_pool[inner["val"]]).astype(np.int64),
         "test": np.flatnonzero(~in_train).astype(np.int64),
     }
+
+
+def _grouped(split, labels, groups, **kwargs) -> dict[str, np.ndarray]:
+    """Run `split` on one representative per group, then give every member its group's part."""
+    groups = np.asarray(groups)
+    if groups.shape != labels.shape:
+        raise ValueError(f"{len(groups)} groups for {len(labels)} labels")
+    keys, first, inverse = np.unique(groups, return_index=True, return_inverse=True)
+    mixed = np.flatnonzero(labels != labels[first][inverse])
+    if len(mixed):
+        raise ValueError(f"group {groups[mixed[0]]!r} holds clips of more than one class")
+    parts = split(labels[first], **kwargs)
+    return {k: np.flatnonzero(np.isin(inverse, v)).astype(np.int64) for k, v in parts.items()}
 
 
 def _allocate(sizes: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:

@@ -118,3 +118,30 @@ def test_classify_rejects_a_wrong_shape(synthetic, tmp_path):
     np.savez(bad, clips=np.zeros((2, 1, 10, 20, 3), np.float32))
     with pytest.raises(CommandError, match=r"\(N, M, T, 25, 3\)"):
         call_command("classify", str(bad), recognizer="tiny")
+
+
+def test_ntu_imports_default_to_the_cross_subject_split(shared_datasets, synthetic):
+    call_command("import_dataset", "ntu", str(shared_datasets / "samples" / "ntu60"), name="ntu", no_progress=True)
+    ntu = Dataset.objects.get(name="ntu")
+    assert recognition.default_split_method(ntu) == "ntu-xsub"
+    assert recognition.default_split_method(synthetic) == "stratified"
+    # Three takes, performers 1 and 8 train and 3 tests: nothing is left to validate on,
+    # and the refusal leaves no half-made recognizer behind.
+    with pytest.raises(CommandError, match="ntu-xsub-v0.1-s0 leaves no training or validation"):
+        call_command("train_recognizer", dataset="ntu", name="ntu-tiny", **TRAIN)
+    assert not Recognizer.objects.exists()
+    split = DatasetSplit.objects.get(dataset=ntu)
+    assert [ntu.clips.get(index=i).meta["performer"] for i in split.test] == [3]
+
+
+def test_windows_of_one_take_never_straddle_train_and_test(data_dir):
+    call_command("import_dataset", "synthetic", "classes=3,clips=10,frames=120,seed=1", name="windows",
+                 protocol="smart", no_progress=True)
+    ds = Dataset.objects.get(name="windows")
+    assert ds.clips.count() == 3 * 10 * 3  # windows at frames 0, 30 and 60 of every take
+    split = recognition.get_or_create_split(ds, seed=0)
+    assert split.name.endswith("-by-source")
+    source = dict(ds.clips.values_list("index", "source"))
+    parts = [{source[i] for i in part} for part in (split.train, split.val, split.test)]
+    assert not (parts[0] & parts[1] or parts[0] & parts[2] or parts[1] & parts[2])
+    assert len(split.test) == 3 * 2 * 3  # 20% of the takes of every class, with all their windows

@@ -116,3 +116,30 @@ def test_protocol_split_is_reproducible_and_names_missing_fields():
         protocol_split([{"camera": 1, "class_id": 0}], "ntu-xsub")
     with pytest.raises(ValueError, match="protocol"):
         protocol_split(meta, "ntu-xsetup")
+
+
+def test_windows_of_one_take_stay_in_one_part():
+    # 40 takes in 4 classes, cut into 1..4 overlapping windows each (as the smart protocol does).
+    rng = np.random.default_rng(5)
+    take_class = np.repeat(np.arange(4), 10)
+    windows = rng.integers(1, 5, size=len(take_class))
+    groups = np.repeat([f"take{k}.bvh" for k in range(len(take_class))], windows)
+    labels = np.repeat(take_class, windows)
+    split = stratified_split(labels, val_fraction=0.2, test_fraction=0.2, seed=1, groups=groups)
+    _assert_partition(split, len(labels))
+    seen = [set(groups[split[part]]) for part in ("train", "val", "test")]
+    assert not (seen[0] & seen[1] or seen[0] & seen[2] or seen[1] & seen[2])
+    for c in range(4):  # stratified by take: 2 of the 10 takes of every class in val and in test
+        assert len({g for g in seen[2] if take_class[int(g[4:-4])] == c}) == 2
+        assert len({g for g in seen[1] if take_class[int(g[4:-4])] == c}) == 2
+    with pytest.raises(ValueError, match="more than one class"):
+        stratified_split(np.array([0, 1]), groups=np.array(["a", "a"]))
+
+
+def test_protocol_split_validates_on_whole_takes():
+    meta = [m for m in _ntu_meta() for _ in range(3)]  # three windows per take
+    groups = np.repeat(np.arange(len(meta) // 3), 3)
+    split = protocol_split(meta, "ntu-xsub", val_fraction=0.2, seed=0, groups=groups)
+    _assert_partition(split, len(meta))
+    assert not set(groups[split["train"]]) & set(groups[split["val"]])
+    assert len(split["val"]) > 0

@@ -22,7 +22,8 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--val-fraction", type=float, default=0.1)
         parser.add_argument("--test-fraction", type=float, default=0.2)
-        parser.add_argument("--split", default="stratified", help="stratified, ntu-xsub or ntu-xview")
+        parser.add_argument("--split", help="stratified, ntu-xsub or ntu-xview "
+                                             "(default: ntu-xsub for NTU RGB+D imports, else stratified)")
         parser.add_argument("--no-progress", action="store_true")
 
     def handle(self, *args, **o):
