@@ -15,6 +15,8 @@ Public API (stable; other recognizers import it):
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
@@ -26,8 +28,15 @@ def bone_stream(x: torch.Tensor, skeleton) -> torch.Tensor:
     root maps onto itself, so its difference is exactly zero.
     """
     _check_joints(x, skeleton)
-    parent = torch.tensor([p if p >= 0 else j for j, p in enumerate(skeleton.parents)], device=x.device)
-    return x - x.index_select(3, parent)
+    return x - x.index_select(3, _parent_index(tuple(skeleton.parents), x.device))
+
+
+@functools.lru_cache(maxsize=64)
+def _parent_index(parents: tuple, device: torch.device) -> torch.Tensor:
+    """Parent of each joint (the root its own), built once per skeleton and device: an
+    attack calls the bone stream at every iteration, and a fresh host-to-GPU copy each
+    time would stall the device."""
+    return torch.tensor([p if p >= 0 else j for j, p in enumerate(parents)], device=device)
 
 
 def motion_stream(x: torch.Tensor) -> torch.Tensor:
