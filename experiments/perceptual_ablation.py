@@ -15,6 +15,7 @@ and it continues), so the samples can also be shown in a study or exported.
 
     python experiments/perceptual_ablation.py --recognizer gtu-stgcn
     python experiments/perceptual_ablation.py --recognizer gtu-stgcn --weights 0.4 0.6 0.8 --limit 40
+    python experiments/perceptual_ablation.py --recognizer gtu-stgcn --smart-variant gamma25:spine_weight=1,other_weight=0.5
 """
 from __future__ import annotations
 
@@ -59,6 +60,15 @@ def main(argv=None) -> int:
             run = generate_samples(recognizer, config, batch_size=args.batch_size, device=args.device,
                                    progress=not args.no_progress).run
             samples[(method, w)] = pd.DataFrame(run.samples.values("clip_id", "success", "iterations", *METRICS))
+
+    for label, options in args.smart_variant:
+        config = generation_config("smart", "ab", iterations=args.iterations, limit=args.limit, seed=args.seed,
+                                   options=options)
+        print(f"== smart[{label}] w={PAPER_W}", flush=True)
+        run = generate_samples(recognizer, config, batch_size=args.batch_size, device=args.device,
+                               progress=not args.no_progress).run
+        samples[(f"smart[{label}]", PAPER_W)] = pd.DataFrame(
+            run.samples.values("clip_id", "success", "iterations", *METRICS))
 
     sweep = sweep_table(samples)
     print(f"\n### All runs on {recognizer.name} (AB, metrics over each run's own successes, mm)\n")
@@ -126,8 +136,23 @@ def _parse(argv):
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, help="Folder for sweep.csv and matched.csv")
+    p.add_argument("--smart-variant", type=_variant, action="append", default=[], metavar="LABEL:KEY=VALUE,...",
+                   help="Also run SMART with these options, e.g. gamma25:spine_weight=1.0,other_weight=0.5")
     p.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
+
+
+def _variant(text: str):
+    label, sep, items = text.partition(":")
+    if not sep or not label:
+        raise argparse.ArgumentTypeError(f"expected LABEL:KEY=VALUE,..., got {text!r}")
+    options = {}
+    for item in items.split(","):
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise argparse.ArgumentTypeError(f"expected KEY=VALUE in {text!r}, got {item!r}")
+        options[key.strip()] = float(value)
+    return label, options
 
 
 if __name__ == "__main__":

@@ -50,3 +50,10 @@ def test_sweep_counts_successes_per_sample(ablation):
     row = table.iloc[0]
     assert (row["attacked"], row["succeeded"]) == (3, 2) and row["success_rate"] == pytest.approx(2 / 3)
     assert row["mean_displacement"] == pytest.approx(2.0)
+
+
+def test_smart_variant_arguments_parse_to_float_options(ablation):
+    assert ablation._variant("gamma25:spine_weight=1,other_weight=0.5") == (
+        "gamma25", {"spine_weight": 1.0, "other_weight": 0.5})
+    with pytest.raises(Exception):
+        ablation._variant("no-options")
