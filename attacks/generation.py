@@ -72,7 +72,7 @@ def generation_config(method, strategy, *, top_n=3, target=None, iterations=300,
     options = dict(options or {})
     try:
         method_config(method, **options)
-    except TypeError as e:
+    except (TypeError, ValueError) as e:
         raise RecognitionError(f"invalid option for {method}: {e}") from None
     if strategy == "sa" and target is None:
         target = "random"

@@ -12,13 +12,16 @@ Definitions, made precise where the papers leave room (all sums/means are per sa
 
 - ``derivative(q, n)`` is the n-th forward difference along time, in metres per
   frameⁿ (no division by the frame interval: the paper's "forward differencing").
-- ``l_dyn = Σ_n β_n · mean_t Σ_{m,v} ‖γ_v · (qⁿ − q̂ⁿ)_{m,t,v}‖²``: the arXiv version of
+- ``l_dyn = Σ_n β_n · Σ_{t,m,v} ‖γ_v · (qⁿ − q̂ⁿ)_{m,t,v}‖²``: the arXiv version of
   the paper writes ``‖γ ⊙ (qⁿ − q̂ⁿ)‖²``, so γ multiplies the difference *before* it is
   squared (the joint weights enter squared). ``gamma_on_squared=True`` instead weights
-  the squared difference by γ, as the authors' released code does. The sum runs over
-  persons, joints and xyz; frames are *averaged* (over the frames where the n-th
-  difference is defined and every frame it touches is real), matching l_bl's explicit
-  1/M, so the loss does not grow with clip length and β weights terms on one scale.
+  the squared difference by γ, as the authors' released code does. The norm runs over
+  the whole motion: persons, joints, xyz *and frames* (the frames where the n-th
+  difference is defined and every frame it touches is real). Both versions of the paper
+  write l_dyn without l_bl's 1/M, and the weights depend on it: γ² ≈ 10⁻³ makes a
+  frame-averaged l_dyn some T times too weak next to l_bl, so that SMART behaves like
+  l2-bone (measured on GTU3DActions, see the README). ``dyn_reduction="mean"`` averages
+  over frames instead (a loss independent of clip length, with a weaker dynamics term).
 - ``l_bl = mean_t Σ_{m,b} (Bl(q)_{m,t,b} − Bl(q̂)_{m,t,b})²`` (paper Eq. 4), bone lengths
   per frame from the skeleton's parent list.
 - ``smart = α·l_dyn + (1 − α)·l_bl`` with α = 0.3, β = (0.6, 0, 0.4, 0, 0), γ = 0.04 on the
@@ -40,6 +43,7 @@ import torch
 import torch.nn.functional as F
 
 PERCEPTUAL_KINDS = ("smart", "l2", "l2-acc", "l2-bone")
+DYN_REDUCTIONS = ("sum", "mean")  # over frames, in l_dyn
 STRATEGIES = ("ab", "abn", "sa")
 TIME_DIM = 2  # motions are (N, M, T, V, 3)
 
@@ -58,14 +62,18 @@ def perceptual_loss(
     bone_weight: float = 0.7,
     mask: torch.Tensor | None = None,
     gamma_on_squared: bool = False,
+    dyn_reduction: str = "sum",
 ) -> torch.Tensor:
     """Perceptual distance between adversarial and original motions (N, M, T, V, 3) -> (N,)."""
     if kind not in PERCEPTUAL_KINDS:
         raise ValueError(f"unknown perceptual loss {kind!r}: choose one of {', '.join(PERCEPTUAL_KINDS)}")
+    if dyn_reduction not in DYN_REDUCTIONS:
+        raise ValueError(f"unknown dyn_reduction {dyn_reduction!r}: choose one of {', '.join(DYN_REDUCTIONS)}")
     gamma = joint_weights(skeleton, spine_weight, other_weight, q)
 
     def dyn(order):
-        return dynamics_term(q_adv, q, order, gamma, mask=mask, gamma_on_squared=gamma_on_squared)
+        return dynamics_term(q_adv, q, order, gamma, mask=mask, gamma_on_squared=gamma_on_squared,
+                             reduction=dyn_reduction)
 
     if kind == "smart":
         l_dyn = sum(float(b) * dyn(n) for n, b in enumerate(betas) if b != 0)
@@ -101,13 +109,17 @@ def derivative_mask(mask: torch.Tensor, order: int) -> torch.Tensor:
     return m
 
 
-def dynamics_term(q_adv, q, order, gamma, mask=None, gamma_on_squared=False) -> torch.Tensor:
-    """mean over frames of Σ_{m,v,xyz} (γ_v·(qⁿ − q̂ⁿ))² — one β-term of l_dyn, (N,)."""
+def dynamics_term(q_adv, q, order, gamma, mask=None, gamma_on_squared=False, reduction="sum") -> torch.Tensor:
+    """Σ_{t,m,v,xyz} (γ_v·(qⁿ − q̂ⁿ))² — one β-term of l_dyn, (N,); `reduction="mean"`
+    averages over frames instead of summing."""
     diff = derivative(q_adv, order) - derivative(q, order)  # (N, M, T-n, V, 3)
     sq = diff.square().sum(dim=-1)  # (N, M, T-n, V)
     w = gamma if gamma_on_squared else gamma.square()
     per_frame = (sq * w).sum(dim=(1, 3))  # (N, T-n)
-    return _mean_over_frames(per_frame, None if mask is None else derivative_mask(mask, order))
+    frames = None if mask is None else derivative_mask(mask, order)
+    if reduction == "mean":
+        return _mean_over_frames(per_frame, frames)
+    return (per_frame if frames is None else per_frame * frames.to(per_frame.dtype)).sum(dim=1)
 
 
 def bone_length_term(q_adv, q, skeleton, mask=None) -> torch.Tensor:

@@ -151,7 +151,10 @@ def _variant(text: str):
         key, eq, value = item.partition("=")
         if not eq:
             raise argparse.ArgumentTypeError(f"expected KEY=VALUE in {text!r}, got {item!r}")
-        options[key.strip()] = float(value)
+        try:
+            options[key.strip()] = float(value)
+        except ValueError:
+            options[key.strip()] = value.strip()
     return label, options
 
 

@@ -336,3 +336,5 @@ def test_unknown_method_or_option_is_rejected():
         attack(ThresholdModel(), q, y, CHAIN, method="fgsm")
     with pytest.raises(TypeError):
         attack(ThresholdModel(), q, y, CHAIN, method="iaa", lr=0.1)
+    with pytest.raises(ValueError, match="dyn_reduction"):
+        attack(ThresholdModel(), q, y, CHAIN, method="smart", dyn_reduction="max")

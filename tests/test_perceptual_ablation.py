@@ -55,5 +55,6 @@ def test_sweep_counts_successes_per_sample(ablation):
 def test_smart_variant_arguments_parse_to_float_options(ablation):
     assert ablation._variant("gamma25:spine_weight=1,other_weight=0.5") == (
         "gamma25", {"spine_weight": 1.0, "other_weight": 0.5})
+    assert ablation._variant("mean:dyn_reduction=mean") == ("mean", {"dyn_reduction": "mean"})
     with pytest.raises(Exception):
         ablation._variant("no-options")

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from attacks.losses import perceptual_loss, total_loss
+from attacks.losses import DYN_REDUCTIONS, perceptual_loss, total_loss
 from attacks.methods.engine import AttackMethod
 
 
@@ -36,9 +36,14 @@ class SmartConfig:
     acc_weight: float = 0.4  # l2-acc only
     bone_weight: float = 0.7  # l2-bone only
     gamma_on_squared: bool = False  # True: γ weights the squared difference (authors' code)
+    dyn_reduction: str = "sum"  # l_dyn over frames: "sum" as the paper writes it, or "mean"
     adam_betas: tuple = (0.9, 0.999)
     adam_eps: float = 1e-8
     balance: bool = True  # normalise the Lc and Lp gradients separately before mixing them
+
+    def __post_init__(self):
+        if self.dyn_reduction not in DYN_REDUCTIONS:
+            raise ValueError(f"dyn_reduction must be one of {', '.join(DYN_REDUCTIONS)}, got {self.dyn_reduction!r}")
 
 
 class SmartMethod(AttackMethod):
@@ -65,7 +70,7 @@ class SmartMethod(AttackMethod):
             x, self.originals[idx], self.skeleton, kind=c.perceptual, alpha=c.alpha, betas=c.betas,
             spine_weight=c.spine_weight, other_weight=c.other_weight, acc_weight=c.acc_weight,
             bone_weight=c.bone_weight, mask=None if self.mask is None else self.mask[idx],
-            gamma_on_squared=c.gamma_on_squared,
+            gamma_on_squared=c.gamma_on_squared, dyn_reduction=c.dyn_reduction,
         )
 
     def step(self, x, grad, idx, iteration):
