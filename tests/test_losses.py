@@ -50,27 +50,42 @@ def test_l2_weights_each_joint_difference_by_gamma_then_squares():
     qa[0, 0, 1, 0, 1] += 0.2  # spinal joint, frame 1
     frame0 = (G_OTHER * 0.1) ** 2
     frame1 = (G_SPINE * 0.2) ** 2
-    expected = frame0 + frame1  # the norm runs over the whole motion, frames included
+    expected = (frame0 + frame1) / 2  # mean over the two frames
     got = perceptual_loss(qa, q, CHAIN, kind="l2")
     assert got.shape == (1,)
     assert got.item() == pytest.approx(expected, rel=1e-12)
-    mean = perceptual_loss(qa, q, CHAIN, kind="l2", dyn_reduction="mean")
-    assert mean.item() == pytest.approx(expected / 2, rel=1e-12)  # averaged over the two frames
+
+
+def test_dyn_reduction_sum_takes_the_norm_over_all_frames():
+    q, qa = tip_pushed()  # tip moved 0.3 m in frame 1 of 3
+    pos = (G_OTHER * 0.3) ** 2  # summed over frames: no 1/3
+    acc = (G_OTHER * 0.6) ** 2
+    stretched = math.sqrt(1.0 + 0.3 ** 2)
+    bone = (stretched - 1.0) ** 2 / 3  # l_bl keeps its 1/M
+    assert perceptual_loss(qa, q, CHAIN, kind="l2", dyn_reduction="sum").item() == pytest.approx(pos, rel=1e-12)
+    smart = 0.3 * (0.6 * pos + 0.4 * acc) + 0.7 * bone
+    got = perceptual_loss(qa, q, CHAIN, kind="smart", dyn_reduction="sum").item()
+    assert got == pytest.approx(smart, rel=1e-9)
+    mask = torch.tensor([[True, True, False]])  # a padded last frame adds nothing to the sum
+    qa_padded = qa.clone()
+    qa_padded[0, 0, 2] += 5.0
+    got = perceptual_loss(qa_padded, q, CHAIN, kind="l2", dyn_reduction="sum", mask=mask).item()
+    assert got == pytest.approx(pos, rel=1e-12)
     with pytest.raises(ValueError, match="dyn_reduction"):
         perceptual_loss(qa, q, CHAIN, kind="l2", dyn_reduction="max")
 
 
 def test_gamma_on_squared_follows_the_released_code_variant():
     q, qa = tip_pushed()
-    expected = G_OTHER * 0.3 ** 2
+    expected = G_OTHER * 0.3 ** 2 / 3
     got = perceptual_loss(qa, q, CHAIN, kind="l2", gamma_on_squared=True)
     assert got.item() == pytest.approx(expected, rel=1e-12)
 
 
 def test_l2_acc_adds_the_second_difference_term():
     q, qa = tip_pushed()
-    pos = (G_OTHER * 0.3) ** 2  # one displaced joint-frame
-    acc = (G_OTHER * (0.0 - 2 * 0.3 + 0.0)) ** 2  # one second-difference frame
+    pos = (G_OTHER * 0.3) ** 2 / 3  # one displaced joint-frame among three frames
+    acc = (G_OTHER * (0.0 - 2 * 0.3 + 0.0)) ** 2 / 1  # one second-difference frame
     expected = 0.6 * pos + 0.4 * acc
     assert perceptual_loss(qa, q, CHAIN, kind="l2-acc").item() == pytest.approx(expected, rel=1e-12)
     heavier = 0.2 * pos + 0.8 * acc
@@ -79,18 +94,15 @@ def test_l2_acc_adds_the_second_difference_term():
 
 def test_l2_bone_and_smart_use_framewise_bone_lengths():
     q, qa = tip_pushed()
-    pos = (G_OTHER * 0.3) ** 2  # l_dyn sums over frames ...
+    pos = (G_OTHER * 0.3) ** 2 / 3
     acc = (G_OTHER * 0.6) ** 2
     stretched = math.sqrt(1.0 + 0.3 ** 2)  # tip bone becomes (0, 1, 0.3)
-    bone = (stretched - 1.0) ** 2 / 3  # ... l_bl averages them (1/M): only frame 1 of 3 changes
+    bone = (stretched - 1.0) ** 2 / 3  # only frame 1 of 3 changes
     assert perceptual_loss(qa, q, CHAIN, kind="l2-bone").item() == pytest.approx(0.3 * pos + 0.7 * bone, rel=1e-9)
     smart = 0.3 * (0.6 * pos + 0.4 * acc) + 0.7 * bone
     assert perceptual_loss(qa, q, CHAIN, kind="smart").item() == pytest.approx(smart, rel=1e-9)
-    smart_mean = 0.3 * (0.6 * pos / 3 + 0.4 * acc / 1) + 0.7 * bone
-    got = perceptual_loss(qa, q, CHAIN, kind="smart", dyn_reduction="mean").item()
-    assert got == pytest.approx(smart_mean, rel=1e-9)
     # β is configurable up to the 4th derivative: velocity only.
-    vel = (G_OTHER * 0.3) ** 2 * 2  # both first differences see ±0.3
+    vel = (G_OTHER * 0.3) ** 2 * 2 / 2  # both first differences see ±0.3
     got = perceptual_loss(qa, q, CHAIN, kind="smart", alpha=1.0, betas=(0, 1, 0, 0, 0)).item()
     assert got == pytest.approx(vel, rel=1e-9)
 

@@ -36,7 +36,7 @@ class SmartConfig:
     acc_weight: float = 0.4  # l2-acc only
     bone_weight: float = 0.7  # l2-bone only
     gamma_on_squared: bool = False  # True: γ weights the squared difference (authors' code)
-    dyn_reduction: str = "sum"  # l_dyn over frames: "sum" as the paper writes it, or "mean"
+    dyn_reduction: str = "mean"  # l_dyn over frames: "mean" (like l_bl), or "sum" as the paper's formula reads
     adam_betas: tuple = (0.9, 0.999)
     adam_eps: float = 1e-8
     balance: bool = True  # normalise the Lc and Lp gradients separately before mixing them
