@@ -22,3 +22,8 @@ for arch in $archs; do
   for m in l2 l2-acc l2-bone iaa ciasa; do run --method "$m" --strategy ab; done
 done
 python manage.py robustness_report --out "$DATA_DIR/reports/gtu-attacks" --name gtu-attacks
+# SMART against its ablations at matched success (a sweep of w), on the first architecture
+first=${archs%% *}
+python experiments/perceptual_ablation.py --recognizer "gtu-$first" --no-progress \
+  --smart-variant sum:dyn_reduction=sum --smart-variant gamma5:spine_weight=0.2,other_weight=0.1 \
+  --out "$DATA_DIR/reports/gtu-attacks/ablation"
