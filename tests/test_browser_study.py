@@ -214,10 +214,7 @@ def test_failed_loads_are_retried_then_reported(page, live_server):
             route.continue_()
 
     page.route("**/next/", flaky)
-    bot = StudyBot(page, live_server.url)
-    bot.open("deceitfulness")
-    bot.consent()
-    bot.begin()  # two failures, then the retry loads the whole trial
+    bot = _begin(page, live_server, "deceitfulness")  # two failures, then the retry loads the whole trial
     assert calls["n"] == 3
     assert page.locator("#stage-overlay").is_hidden()
     bot.play()
@@ -250,10 +247,7 @@ def test_rate_limited_request_waits_for_retry_after_then_loads(page, live_server
             route.continue_()
 
     page.route("**/next/", throttled_once)
-    bot = StudyBot(page, live_server.url)
-    bot.open("deceitfulness")
-    bot.consent()
-    bot.begin()
+    bot = _begin(page, live_server, "deceitfulness")
     assert len(seen) == 2 and seen[1] - seen[0] >= 1.9  # the server's Retry-After, not the 0.5 s retry
     assert page.locator("#stage-overlay").is_hidden()
     bot.play()
@@ -305,3 +299,12 @@ def test_closed_study_page_in_the_browser(page, live_server):
     assert "has closed" in page.locator("h1 + p").text_content()
     save_screenshot(page, "unavailable")
     assert Study.objects.get().status == Study.CLOSED
+
+
+def _begin(page, live_server, kind) -> StudyBot:
+    """Open a study, consent and start its first trial (the routes set before apply)."""
+    bot = StudyBot(page, live_server.url)
+    bot.open(kind)
+    bot.consent()
+    bot.begin()
+    return bot
