@@ -211,7 +211,8 @@ def attack_positions(scope: GenerationScope, positions, *, model=None, inputs=No
     targets = scope.targets
     attack_in_batches(
         model, inputs.X[rows_of], labels[todo], scope.skeleton, batch_size=batch_size, device=device,
-        targets=None if targets is None else targets[todo], on_batch=store, show_progress=progress,
+        targets=None if targets is None else targets[todo], fps=inputs.fps[rows_of], on_batch=store,
+        show_progress=progress,
         method=config["method"], strategy=config["strategy"], seed=config["seed"],
         iterations=config["iterations"], top_n=config["top_n"] or 3, **scope.options)
     return written

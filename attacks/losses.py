@@ -11,19 +11,23 @@ in metres; an optional frame mask (N, T) marks the real frames of padded clips.
 Definitions, made precise where the papers leave room (all sums/means are per sample):
 
 - ``derivative(q, n)`` is the n-th forward difference along time, in metres per
-  frameⁿ (no division by the frame interval: the paper's "forward differencing").
+  frameⁿ. Inside the losses, with the clips' frame rate ``fps`` given, the n-th
+  difference is multiplied by fpsⁿ: a derivative in metres per secondⁿ, as "derivative"
+  means and as the authors' released code computes it (``deltaT = 1/30``). This is
+  what gives l_dyn its weight: per frame, an acceleration difference is as small as the
+  displacement behind it and γ² ≈ 10⁻³ leaves l_bl in charge (SMART then behaves almost
+  like l2-bone, README *Attacks on GTU3DActions*); per second, at 30 fps it is 30² times
+  larger, so jitter is expensive while a smooth perturbation stays cheap. It also makes
+  the loss independent of the frame rate a motion happens to be sampled at. Without
+  ``fps`` the derivatives stay per frame (``SmartConfig(time_unit="frame")``).
 - ``l_dyn = Σ_n β_n · mean_t Σ_{m,v} ‖γ_v · (qⁿ − q̂ⁿ)_{m,t,v}‖²``: the arXiv version of
   the paper writes ``‖γ ⊙ (qⁿ − q̂ⁿ)‖²``, so γ multiplies the difference *before* it is
   squared (the joint weights enter squared). ``gamma_on_squared=True`` instead weights
-  the squared difference by γ, as the authors' released code does. The sum runs over
-  persons, joints and xyz; frames are *averaged* (over the frames where the n-th
-  difference is defined and every frame it touches is real), like l_bl's explicit 1/M,
-  so the loss does not grow with clip length. Read literally, the paper's formula sums
-  over frames as well (only l_bl carries 1/M): ``dyn_reduction="sum"`` does that. It
-  makes the dynamics term T times stronger, and on GTU3DActions it drops SMART's success
-  far below the paper's (AB 87%, ABN-3 22% on ST-GCN against 97% and 98% with the
-  mean), so the mean is the default; with it γ² ≈ 10⁻³ leaves l_bl in charge and SMART
-  behaves almost like l2-bone (README, *Attacks on GTU3DActions*).
+  the squared difference by γ, as the released code does for the position term. The sum
+  runs over persons, joints and xyz; frames are *averaged* (over the frames where the
+  n-th difference is defined and every frame it touches is real), like l_bl's explicit
+  1/M, so the loss does not grow with clip length. Read literally, the paper's formula
+  sums over frames as well (only l_bl carries 1/M): ``dyn_reduction="sum"`` does that.
 - ``l_bl = mean_t Σ_{m,b} (Bl(q)_{m,t,b} − Bl(q̂)_{m,t,b})²`` (paper Eq. 4), bone lengths
   per frame from the skeleton's parent list.
 - ``smart = α·l_dyn + (1 − α)·l_bl`` with α = 0.3, β = (0.6, 0, 0.4, 0, 0), γ = 0.04 on the
@@ -65,17 +69,23 @@ def perceptual_loss(
     mask: torch.Tensor | None = None,
     gamma_on_squared: bool = False,
     dyn_reduction: str = "mean",
+    fps=None,
 ) -> torch.Tensor:
-    """Perceptual distance between adversarial and original motions (N, M, T, V, 3) -> (N,)."""
+    """Perceptual distance between adversarial and original motions (N, M, T, V, 3) -> (N,).
+
+    fps: None (derivatives per frame), or the frame rate, a number or one per sample (N,),
+    for derivatives per second.
+    """
     if kind not in PERCEPTUAL_KINDS:
         raise ValueError(f"unknown perceptual loss {kind!r}: choose one of {', '.join(PERCEPTUAL_KINDS)}")
     if dyn_reduction not in DYN_REDUCTIONS:
         raise ValueError(f"unknown dyn_reduction {dyn_reduction!r}: choose one of {', '.join(DYN_REDUCTIONS)}")
     gamma = joint_weights(skeleton, spine_weight, other_weight, q)
+    rate = None if fps is None else frame_rates(fps, q)
 
     def dyn(order):
         return dynamics_term(q_adv, q, order, gamma, mask=mask, gamma_on_squared=gamma_on_squared,
-                             reduction=dyn_reduction)
+                             reduction=dyn_reduction, fps=rate)
 
     if kind == "smart":
         l_dyn = sum(float(b) * dyn(n) for n, b in enumerate(betas) if b != 0)
@@ -96,6 +106,17 @@ def joint_weights(skeleton, spine_weight: float, other_weight: float, like: torc
     return torch.as_tensor(w, dtype=like.dtype, device=like.device)
 
 
+def frame_rates(fps, like: torch.Tensor) -> torch.Tensor:
+    """Frame rates (N,) in the dtype/device of `like` (N, ...), from a number or one per sample."""
+    rate = torch.as_tensor(fps, dtype=like.dtype, device=like.device)
+    rate = rate.expand(like.shape[0]) if rate.ndim == 0 else rate
+    if rate.shape != (like.shape[0],):
+        raise ValueError(f"fps must be a number or one per sample ({like.shape[0]}), got shape {tuple(rate.shape)}")
+    if not bool((rate > 0).all()):
+        raise ValueError("fps must be positive")
+    return rate
+
+
 def derivative(q: torch.Tensor, order: int, dim: int = TIME_DIM) -> torch.Tensor:
     """n-th forward difference along time (metres per frameⁿ); the time axis shrinks by n."""
     if order < 0:
@@ -111,10 +132,13 @@ def derivative_mask(mask: torch.Tensor, order: int) -> torch.Tensor:
     return m
 
 
-def dynamics_term(q_adv, q, order, gamma, mask=None, gamma_on_squared=False, reduction="mean") -> torch.Tensor:
+def dynamics_term(q_adv, q, order, gamma, mask=None, gamma_on_squared=False, reduction="mean",
+                  fps=None) -> torch.Tensor:
     """mean over frames of Σ_{m,v,xyz} (γ_v·(qⁿ − q̂ⁿ))² — one β-term of l_dyn, (N,);
-    `reduction="sum"` sums over frames instead."""
+    `reduction="sum"` sums over frames instead; with `fps` (N,) the derivative is per secondⁿ."""
     diff = derivative(q_adv, order) - derivative(q, order)  # (N, M, T-n, V, 3)
+    if fps is not None and order:
+        diff = diff * fps.pow(order).view(-1, *([1] * (diff.ndim - 1)))
     sq = diff.square().sum(dim=-1)  # (N, M, T-n, V)
     w = gamma if gamma_on_squared else gamma.square()
     per_frame = (sq * w).sum(dim=(1, 3))  # (N, T-n)

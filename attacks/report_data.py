@@ -57,7 +57,8 @@ def report_records(filters: ReportFilters) -> tuple[pd.DataFrame, pd.DataFrame, 
                  "dataset": r.recognizer.dataset.name,
                  "test_accuracy": np.nan if r.recognizer.test_accuracy is None else r.recognizer.test_accuracy,
                  "method": r.method, "strategy": r.strategy, "top_n": (r.config or {}).get("top_n"),
-                 "total": r.total, "skipped": r.skipped, "created_at": r.created_at} for r in runs]
+                 "total": r.total, "skipped": r.skipped, "created_at": r.created_at,
+                 "options": reports.options_label((r.config or {}).get("options"))} for r in runs]
     run_ids = [r["run_id"] for r in run_rows]
     samples = AdversarialSample.objects.filter(run_id__in=run_ids).order_by("id").values(
         "run_id", "clip_id", "success", "iterations", *reports.METRICS, sample_id=F("id"))

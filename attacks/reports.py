@@ -34,7 +34,7 @@ METRICS = ("mean_displacement", "max_displacement", "bone_length_error", "veloci
 METHOD_ORDER = ("smart", "iaa", "ciasa", "l2", "l2-acc", "l2-bone")
 CORRELATION_KINDS = ("displacement-displacement", "displacement-speed", "displacement-acceleration")
 RUN_COLUMNS = ("run_id", "recognizer", "arch", "dataset", "test_accuracy", "method", "strategy", "top_n",
-               "total", "skipped", "created_at")
+               "total", "skipped", "created_at", "options")
 SAMPLE_COLUMNS = ("sample_id", "run_id", "clip_id", "success", "iterations", *METRICS)
 TRANSFER_COLUMNS = ("sample_id", "target", "label", "label_clean", "success")
 MISSING = "–"
@@ -86,8 +86,15 @@ def frame(records, columns) -> pd.DataFrame:
     return df
 
 
+def options_label(options) -> str:
+    """A run's method options as 'key=value, ...' (sorted); '' for the method's defaults."""
+    return ", ".join(f"{k}={options[k]}" for k in sorted(options or {}))
+
+
 def select_runs(runs, samples) -> pd.DataFrame:
-    """One run per (recognizer, method, attack): the most attacked samples, then the latest.
+    """One run per (recognizer, method, attack): a run with the method's default options
+    before any variant (a sweep of w or γ in the same database must not stand in for the
+    method), then the most attacked samples, then the latest.
 
     Adds the columns attack, attacked and succeeded (per-sample counts)."""
     runs, samples = frame(runs, RUN_COLUMNS), frame(samples, SAMPLE_COLUMNS)
@@ -96,7 +103,8 @@ def select_runs(runs, samples) -> pd.DataFrame:
     runs["attack"] = [attack_name(s, n) for s, n in zip(runs["strategy"], runs["top_n"])]
     runs = runs.join(counts, on="run_id")
     runs[["attacked", "succeeded"]] = runs[["attacked", "succeeded"]].fillna(0).astype(int)
-    runs = runs.sort_values(["attacked", "created_at", "run_id"], ascending=False, kind="stable")
+    runs["default_options"] = runs["options"].fillna("").eq("")
+    runs = runs.sort_values(["default_options", "attacked", "created_at", "run_id"], ascending=False, kind="stable")
     return runs.drop_duplicates(["recognizer", "method", "attack"]).reset_index(drop=True)
 
 

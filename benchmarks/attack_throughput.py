@@ -78,7 +78,7 @@ def measure(model, skeleton, args, device):
     with torch.no_grad():
         model.eval()
         labels = model(motions.permute(0, 4, 2, 3, 1)).argmax(1)
-    options = dict(method="smart", strategy="ab", early_stop=False)
+    options = dict(method="smart", strategy="ab", early_stop=False, fps=30.0)
     attack(model, motions[:2], labels[:2], skeleton, iterations=1, **options)  # warm-up
 
     start = _now(device)

@@ -107,6 +107,55 @@ def test_l2_bone_and_smart_use_framewise_bone_lengths():
     assert got == pytest.approx(vel, rel=1e-9)
 
 
+def test_fps_turns_the_derivatives_into_rates_per_second():
+    q, qa = tip_pushed()  # the tip's second difference is −0.6 m/frame² in the one middle frame
+    fps = 30.0
+    pos = (G_OTHER * 0.3) ** 2 / 3  # the position term has no time unit
+    acc = (G_OTHER * 0.6 * fps ** 2) ** 2  # −0.6 m/frame² = −540 m/s²
+    stretched = math.sqrt(1.0 + 0.3 ** 2)
+    bone = (stretched - 1.0) ** 2 / 3
+    smart = 0.3 * (0.6 * pos + 0.4 * acc) + 0.7 * bone
+    assert perceptual_loss(qa, q, CHAIN, kind="smart", fps=fps).item() == pytest.approx(smart, rel=1e-9)
+    assert perceptual_loss(qa, q, CHAIN, kind="l2-acc", fps=fps).item() == pytest.approx(
+        0.6 * pos + 0.4 * acc, rel=1e-9)
+    vel = (G_OTHER * 0.3 * fps) ** 2  # both first differences see ±0.3 m/frame = ±9 m/s
+    got = perceptual_loss(qa, q, CHAIN, kind="smart", alpha=1.0, betas=(0, 1, 0, 0, 0), fps=fps).item()
+    assert got == pytest.approx(vel, rel=1e-9)
+    # l2 and l2-bone do not differentiate in time: the frame rate changes nothing
+    for kind in ("l2", "l2-bone"):
+        assert perceptual_loss(qa, q, CHAIN, kind=kind, fps=fps).item() == perceptual_loss(qa, q, CHAIN, kind=kind).item()
+
+
+def test_fps_is_one_per_sample_or_shared():
+    q, qa = tip_pushed()
+    both_q, both_a = torch.cat([q, q]), torch.cat([qa, qa])
+    per_sample = perceptual_loss(both_a, both_q, CHAIN, kind="l2-acc", fps=torch.tensor([30.0, 60.0]))
+    for i, fps in enumerate((30.0, 60.0)):
+        assert per_sample[i].item() == pytest.approx(perceptual_loss(qa, q, CHAIN, kind="l2-acc", fps=fps).item(),
+                                                     rel=1e-6)
+    with pytest.raises(ValueError, match="one per sample"):
+        perceptual_loss(both_a, both_q, CHAIN, kind="smart", fps=torch.tensor([30.0, 60.0, 90.0]))
+    with pytest.raises(ValueError, match="positive"):
+        perceptual_loss(qa, q, CHAIN, kind="smart", fps=0.0)
+
+
+def test_per_second_dynamics_do_not_depend_on_the_sampling_rate():
+    """The same smooth perturbation sampled at 30 and at 60 fps: per second, l_dyn's
+    acceleration term agrees; per frame, it shrinks 16-fold at the higher rate."""
+    def sampled(fps):
+        t = torch.arange(0, 2.0, 1.0 / fps, dtype=torch.float64)
+        q = chain_motion(len(t))
+        qa = q.clone()
+        qa[0, 0, :, 2, 2] += 0.05 * torch.sin(2 * math.pi * 0.5 * t)  # tip sways 5 cm at 0.5 Hz
+        return q, qa
+
+    acc_only = dict(kind="smart", alpha=1.0, betas=(0, 0, 1, 0, 0))
+    per_second = [perceptual_loss(*sampled(f)[::-1], CHAIN, fps=f, **acc_only).item() for f in (30, 60)]
+    per_frame = [perceptual_loss(*sampled(f)[::-1], CHAIN, **acc_only).item() for f in (30, 60)]
+    assert per_second[1] == pytest.approx(per_second[0], rel=0.05)
+    assert per_frame[0] / per_frame[1] == pytest.approx(16, rel=0.05)
+
+
 def test_identical_motions_cost_nothing_and_samples_are_independent():
     q, qa = tip_pushed()
     both_q = torch.cat([q, q])

@@ -48,10 +48,10 @@ class World:
                                          status="ready", test_accuracy=accuracy)
 
     def run(self, recognizer, method, strategy, successes, top_n=None, skipped=0, split="test", seed=0,
-            motions=None, metric_offset=0.0):
+            motions=None, metric_offset=0.0, options=None):
         """One run whose k-th sample attacks clip k and succeeded iff successes[k]."""
         config = {"method": method, "strategy": strategy, "top_n": top_n, "target": "random" if strategy == "sa"
-                  else None, "iterations": 300, "split": split, "limit": None, "seed": seed, "options": {}}
+                  else None, "iterations": 300, "split": split, "limit": None, "seed": seed, "options": options or {}}
         run = GenerationRun.objects.create(recognizer=recognizer, method=method, strategy=strategy, split=split,
                                            config=config, config_hash=GenerationRun.hash_config(config),
                                            status="done", total=len(successes) + skipped, skipped=skipped)
@@ -155,6 +155,16 @@ def test_table1_success_rates_count_samples(world):
     assert set(long["method"]) == {"smart"}
 
 
+def test_a_variant_run_does_not_stand_in_for_the_default(world):
+    stgcn = Recognizer.objects.get(name="toy-stgcn")
+    w = World(seed=5)
+    w.clips = world.clips
+    w.run(stgcn, "smart", "ab", [1, 1, 1, 1, 1, 1], options={"w": 0.8})  # more samples, newer, not the default
+    long = tables_for()["table1_long"]
+    assert cell(long, "toy-stgcn", "AB") == 3 / 4
+    assert cell(long, "toy-stgcn", "AB", "run_id") == world.ab.pk
+
+
 def test_table1_paper_layout(world):
     t = tables_for()
     wide = t["table1"].set_index("recognizer")
@@ -228,6 +238,20 @@ def test_select_runs_prefers_most_samples_then_latest():
     assert chosen.loc["AB3", "run_id"] == 3 and chosen.loc["AB3", "attacked"] == 3
     assert chosen.loc["AB5", "run_id"] == 4
     assert reports.attack_name("abn", None) == "AB3" and reports.attack_name("sa") == "SA"
+
+
+def test_select_runs_prefers_default_options_over_a_larger_later_variant():
+    base = {"recognizer": "r", "arch": "a", "dataset": "d", "test_accuracy": 1.0, "method": "smart", "strategy": "ab",
+            "top_n": None, "total": 9, "skipped": 0}
+    runs = [{**base, "run_id": 1, "created_at": 1, "options": ""},
+            {**base, "run_id": 2, "created_at": 2, "options": reports.options_label({"w": 0.6, "alpha": 0.5})}]
+    samples = [{"sample_id": 10 * r + k, "run_id": r, "clip_id": k, "success": True, "iterations": 1,
+                **{m: 0.0 for m in reports.METRICS}} for r, n in [(1, 2), (2, 5)] for k in range(n)]
+    chosen = reports.select_runs(runs, samples)
+    assert chosen["run_id"].tolist() == [1]
+    assert runs[1]["options"] == "alpha=0.5, w=0.6" and reports.options_label({}) == ""
+    only_variant = reports.select_runs(runs[1:], samples)
+    assert only_variant["run_id"].tolist() == [2]  # a variant still reports when it is all there is
 
 
 def test_cross_correlation_matches_numpy_corrcoef():

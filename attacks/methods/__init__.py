@@ -72,12 +72,14 @@ def attack(
     progress: Callable | None = None,
     early_stop: bool = True,
     config=None,
+    fps=None,
     **method_options,
 ) -> AttackResult:
     """Attack every motion of a batch; each stops at its own success (see `engine.run_attack`).
 
     targets: SA target labels (N,); drawn with `random_targets(labels, C, seed)` when None.
     mask: (N, T) bool, True on real frames (padded frames are never perturbed nor counted).
+    fps: frame rate, a number or one per motion (N,): SMART's derivatives are per second.
     progress: called as progress(iteration, iterations, samples_done).
     early_stop=False runs the full budget (for throughput measurements).
     """
@@ -106,7 +108,8 @@ def attack(
         disc = train_motion_discriminator(motions, skeleton, steps=config.discriminator_steps, seed=seed, mask=mask)
         config = dataclasses.replace(config, discriminator=disc)
     if isinstance(config, SmartConfig):
-        impl = SmartMethod(config, motions.detach(), skeleton, mask)
+        impl = SmartMethod(config, motions.detach(), skeleton, mask,
+                           fps=None if fps is None else torch.as_tensor(fps, dtype=motions.dtype, device=device))
     elif isinstance(config, IAAConfig):
         impl = IAAMethod(config, motions.detach(), skeleton, mask)
     elif isinstance(config, CIASAConfig):
@@ -129,6 +132,7 @@ def attack_in_batches(
     device=None,
     masks=None,
     targets=None,
+    fps=None,
     on_batch: Callable | None = None,
     show_progress: bool = True,
     method: str = "smart",
@@ -143,6 +147,7 @@ def attack_in_batches(
     each batch and resume later by passing only the clips it has not stored. For resumable
     SA runs, draw targets once for the whole set with `random_targets` and pass them.
     CIASA without a discriminator trains one once, on (up to 512 of) these clips.
+    fps: a number, or one frame rate per motion (N,).
     """
     n = len(motions)
     device = torch.device(device) if device is not None else (
@@ -171,6 +176,7 @@ def attack_in_batches(
             method=method, strategy=strategy, seed=seed,
             targets=None if targets is None else torch.as_tensor(targets)[idx].to(device),
             mask=None if masks is None else _batch(masks, idx, device),
+            fps=fps if fps is None or np.ndim(fps) == 0 else np.asarray(fps, dtype=np.float64)[idx],
             **attack_options,
         ).cpu()
         if on_batch is not None:

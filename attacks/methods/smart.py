@@ -20,7 +20,9 @@ from dataclasses import dataclass
 
 import torch
 
-from attacks.losses import DYN_REDUCTIONS, perceptual_loss, total_loss
+from attacks.losses import DYN_REDUCTIONS, frame_rates, perceptual_loss, total_loss
+
+TIME_UNITS = ("second", "frame")
 from attacks.methods.engine import AttackMethod
 
 
@@ -37,6 +39,7 @@ class SmartConfig:
     bone_weight: float = 0.7  # l2-bone only
     gamma_on_squared: bool = False  # True: γ weights the squared difference (authors' code)
     dyn_reduction: str = "mean"  # l_dyn over frames: "mean" (like l_bl), or "sum" as the paper's formula reads
+    time_unit: str = "second"  # derivatives in l_dyn per second (needs the clips' fps) or per "frame"
     adam_betas: tuple = (0.9, 0.999)
     adam_eps: float = 1e-8
     balance: bool = True  # normalise the Lc and Lp gradients separately before mixing them
@@ -44,11 +47,25 @@ class SmartConfig:
     def __post_init__(self):
         if self.dyn_reduction not in DYN_REDUCTIONS:
             raise ValueError(f"dyn_reduction must be one of {', '.join(DYN_REDUCTIONS)}, got {self.dyn_reduction!r}")
+        if self.time_unit not in TIME_UNITS:
+            raise ValueError(f"time_unit must be one of {', '.join(TIME_UNITS)}, got {self.time_unit!r}")
+
+    def uses_derivatives(self) -> bool:
+        """Whether the perceptual loss differentiates in time (then the unit matters)."""
+        if self.perceptual == "l2-acc":
+            return True
+        return self.perceptual == "smart" and any(b != 0 for b in self.betas[1:])
 
 
 class SmartMethod(AttackMethod):
-    def __init__(self, config: SmartConfig, originals, skeleton, mask):
+    def __init__(self, config: SmartConfig, originals, skeleton, mask, fps=None):
         super().__init__(config, originals, skeleton, mask)
+        self.fps = None
+        if config.time_unit == "second" and config.uses_derivatives():
+            if fps is None:
+                raise ValueError(f"{config.perceptual}: derivatives are per second, so the attack needs the clips' "
+                                 "frame rate (fps=...); or set time_unit='frame'")
+            self.fps = frame_rates(fps, originals)
         self.m = torch.zeros_like(originals)
         self.v = torch.zeros_like(originals)
 
@@ -71,6 +88,7 @@ class SmartMethod(AttackMethod):
             spine_weight=c.spine_weight, other_weight=c.other_weight, acc_weight=c.acc_weight,
             bone_weight=c.bone_weight, mask=None if self.mask is None else self.mask[idx],
             gamma_on_squared=c.gamma_on_squared, dyn_reduction=c.dyn_reduction,
+            fps=None if self.fps is None else self.fps[idx],
         )
 
     def step(self, x, grad, idx, iteration):
