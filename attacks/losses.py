@@ -55,7 +55,14 @@ TIME_DIM = 2  # motions are (N, M, T, V, 3)
 
 
 # ---- perceptual losses ---------------------------------------------------------------
-def perceptual_loss(
+def perceptual_loss(q_adv: torch.Tensor, q: torch.Tensor, skeleton, kind: str = "smart", **weights) -> torch.Tensor:
+    """Perceptual distance between adversarial and original motions (N, M, T, V, 3) -> (N,):
+    the weighted sum of `perceptual_terms` (same keyword arguments)."""
+    terms = perceptual_terms(q_adv, q, skeleton, kind, **weights)
+    return sum(c * t for c, t in terms) if terms else q.new_zeros(q.shape[0])
+
+
+def perceptual_terms(
     q_adv: torch.Tensor,
     q: torch.Tensor,
     skeleton,
@@ -70,8 +77,9 @@ def perceptual_loss(
     gamma_on_squared: bool = False,
     dyn_reduction: str = "mean",
     fps=None,
-) -> torch.Tensor:
-    """Perceptual distance between adversarial and original motions (N, M, T, V, 3) -> (N,).
+) -> list[tuple[float, torch.Tensor]]:
+    """The terms of a perceptual loss as [(coefficient, per-sample value (N,)), ...], zero
+    coefficients left out; kept apart so that an attack can balance their gradients.
 
     fps: None (derivatives per frame), or the frame rate, a number or one per sample (N,),
     for derivatives per second.
@@ -87,16 +95,19 @@ def perceptual_loss(
         return dynamics_term(q_adv, q, order, gamma, mask=mask, gamma_on_squared=gamma_on_squared,
                              reduction=dyn_reduction, fps=rate)
 
+    def bone():
+        return bone_length_term(q_adv, q, skeleton, mask=mask)
+
     if kind == "smart":
-        l_dyn = sum(float(b) * dyn(n) for n, b in enumerate(betas) if b != 0)
-        if not torch.is_tensor(l_dyn):  # every β is zero
-            l_dyn = q.new_zeros(q.shape[0])
-        return alpha * l_dyn + (1 - alpha) * bone_length_term(q_adv, q, skeleton, mask=mask)
+        terms = [(alpha * float(b), dyn(n)) for n, b in enumerate(betas) if b != 0 and alpha != 0]
+        if alpha != 1:
+            terms.append((1 - alpha, bone()))
+        return terms
     if kind == "l2":
-        return dyn(0)
+        return [(1.0, dyn(0))]
     if kind == "l2-acc":
-        return (1 - acc_weight) * dyn(0) + acc_weight * dyn(2)
-    return (1 - bone_weight) * dyn(0) + bone_weight * bone_length_term(q_adv, q, skeleton, mask=mask)
+        return [(c, dyn(n)) for c, n in ((1 - acc_weight, 0), (acc_weight, 2)) if c != 0]
+    return [(c, f()) for c, f in ((1 - bone_weight, lambda: dyn(0)), (bone_weight, bone)) if c != 0]
 
 
 def joint_weights(skeleton, spine_weight: float, other_weight: float, like: torch.Tensor) -> torch.Tensor:

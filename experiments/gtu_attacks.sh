@@ -25,5 +25,6 @@ python manage.py robustness_report --out "$DATA_DIR/reports/gtu-attacks" --name 
 # SMART against its ablations at matched success (a sweep of w), on the first architecture
 first=${archs%% *}
 python experiments/perceptual_ablation.py --recognizer "gtu-$first" --no-progress \
-  --smart-variant sum:dyn_reduction=sum --smart-variant gamma5:spine_weight=0.2,other_weight=0.1 \
+  --smart-variant unbalanced-per-second:balance_terms=false \
+  --smart-variant unbalanced-per-frame:balance_terms=false,time_unit=frame \
   --out "$DATA_DIR/reports/gtu-attacks/ablation"

@@ -13,6 +13,15 @@ SMART would behave like its ablations. As the authors' released code does, the t
 gradients are taken separately, each normalised per sample, person and frame (over
 joints and coordinates), and only then mixed with weights w and 1 − w before Adam.
 With `balance=False` the raw sum w·Lc + (1 − w)·Lp is differentiated instead.
+
+Term balancing (`balance_terms=True`, the default; this goes beyond the released code).
+The same scale problem exists inside Lp: the terms have different units (m² for l_bl
+and the position term, m²/s⁴ for the acceleration term), so which one steers depends
+on the unit of time and on γ² ≈ 10⁻³, not on α and β. Per frame, l_bl decides and SMART
+is l2-bone with jitter; per second, the acceleration term decides and bones stretch
+(README, *Attacks on GTU3DActions*). So each term's gradient is normalised per frame
+too and weighted by its coefficient (SMART: α·β₀, α·β₂, 1 − α): α and β then say how
+much each term steers, as the paper's weights suggest, whatever the units.
 """
 from __future__ import annotations
 
@@ -20,9 +29,10 @@ from dataclasses import dataclass
 
 import torch
 
-from attacks.losses import DYN_REDUCTIONS, frame_rates, perceptual_loss, total_loss
+from attacks.losses import DYN_REDUCTIONS, frame_rates, perceptual_loss, perceptual_terms, total_loss
 
 TIME_UNITS = ("second", "frame")
+TERM_FLOOR = 1e-3  # see _unit_per_frame
 from attacks.methods.engine import AttackMethod
 
 
@@ -43,6 +53,7 @@ class SmartConfig:
     adam_betas: tuple = (0.9, 0.999)
     adam_eps: float = 1e-8
     balance: bool = True  # normalise the Lc and Lp gradients separately before mixing them
+    balance_terms: bool = True  # with balance: also each term of Lp (its coefficient then weighs a unit gradient)
 
     def __post_init__(self):
         if self.dyn_reduction not in DYN_REDUCTIONS:
@@ -77,13 +88,20 @@ class SmartMethod(AttackMethod):
             return super().gradient(x, idx, lc, active)
         weight = active.to(lc.dtype)
         g_c, = torch.autograd.grad((lc * weight).sum(), x, retain_graph=True)
-        g_p, = torch.autograd.grad((self.perceptual(x, idx) * weight).sum(), x)
+        if self.config.balance_terms:
+            terms = self.perceptual(x, idx, terms=True)
+            g_p = torch.zeros_like(x)
+            for k, (coefficient, term) in enumerate(terms):
+                g, = torch.autograd.grad((term * weight).sum(), x, retain_graph=k < len(terms) - 1)
+                g_p = g_p + coefficient * _unit_per_frame(g, floor=TERM_FLOOR)
+        else:
+            g_p, = torch.autograd.grad((self.perceptual(x, idx) * weight).sum(), x)
         w = self.config.w
         return w * _unit_per_frame(g_c) + (1 - w) * _unit_per_frame(g_p)
 
-    def perceptual(self, x, idx):
+    def perceptual(self, x, idx, terms=False):
         c = self.config
-        return perceptual_loss(
+        return (perceptual_terms if terms else perceptual_loss)(
             x, self.originals[idx], self.skeleton, kind=c.perceptual, alpha=c.alpha, betas=c.betas,
             spine_weight=c.spine_weight, other_weight=c.other_weight, acc_weight=c.acc_weight,
             bone_weight=c.bone_weight, mask=None if self.mask is None else self.mask[idx],
@@ -104,7 +122,16 @@ class SmartMethod(AttackMethod):
         return x - c.lr * m_hat / (v_hat.sqrt() + c.adam_eps)
 
 
-def _unit_per_frame(grad: torch.Tensor, eps: float = 1e-18) -> torch.Tensor:
-    """Scale (N, M, T, V, 3) so every (sample, person, frame) slice has unit norm (zero stays zero)."""
-    norm = grad.flatten(3).norm(dim=-1)[..., None, None]
-    return grad / (norm + eps)
+def _unit_per_frame(grad: torch.Tensor, eps: float = 1e-18, floor: float = 0.0) -> torch.Tensor:
+    """Scale (N, M, T, V, 3) so every (sample, person, frame) slice has unit norm (zero stays zero).
+
+    floor > 0: a frame whose norm is below floor × the sample's largest frame norm is scaled
+    by that bound instead, so it stays small. Where a term is flat (the acceleration term
+    of a perturbation that is locally linear in time), its gradient is rounding noise, and
+    a unit push in a noise direction would make the attack depend on float rounding
+    (batch composition, device) rather than on the motion.
+    """
+    norm = grad.flatten(3).norm(dim=-1)  # (N, M, T)
+    if floor:
+        norm = torch.maximum(norm, floor * norm.flatten(1).amax(dim=1).view(-1, 1, 1))
+    return grad / (norm[..., None, None] + eps)
