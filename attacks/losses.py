@@ -13,13 +13,11 @@ Definitions, made precise where the papers leave room (all sums/means are per sa
 - ``derivative(q, n)`` is the n-th forward difference along time, in metres per
   frameⁿ. Inside the losses, with the clips' frame rate ``fps`` given, the n-th
   difference is multiplied by fpsⁿ: a derivative in metres per secondⁿ, as "derivative"
-  means and as the authors' released code computes it (``deltaT = 1/30``). This is
-  what gives l_dyn its weight: per frame, an acceleration difference is as small as the
-  displacement behind it and γ² ≈ 10⁻³ leaves l_bl in charge (SMART then behaves almost
-  like l2-bone, README *Attacks on GTU3DActions*); per second, at 30 fps it is 30² times
-  larger, so jitter is expensive while a smooth perturbation stays cheap. It also makes
-  the loss independent of the frame rate a motion happens to be sampled at. Without
-  ``fps`` the derivatives stay per frame (``SmartConfig(time_unit="frame")``).
+  means and as the authors' released code computes it (``deltaT = 1/30``), so the loss
+  does not depend on the rate a motion happens to be sampled at. Without ``fps`` the
+  derivatives stay per frame (``SmartConfig(time_unit="frame")``). The unit sets how
+  large the acceleration term is against l_bl (30⁴ apart at 30 fps), which is why the
+  attack balances the terms' gradients (`attacks.methods.smart`) rather than their values.
 - ``l_dyn = Σ_n β_n · mean_t Σ_{m,v} ‖γ_v · (qⁿ − q̂ⁿ)_{m,t,v}‖²``: the arXiv version of
   the paper writes ``‖γ ⊙ (qⁿ − q̂ⁿ)‖²``, so γ multiplies the difference *before* it is
   squared (the joint weights enter squared). ``gamma_on_squared=True`` instead weights
