@@ -24,7 +24,7 @@ done
 python manage.py robustness_report --out "$DATA_DIR/reports/gtu-attacks" --name gtu-attacks
 # SMART against its ablations at matched success (a sweep of w), on the first architecture
 first=${archs%% *}
-python experiments/perceptual_ablation.py --recognizer "gtu-$first" --no-progress \
+python experiments/perceptual_ablation.py --recognizer "gtu-$first" --no-progress --weights 0.4 0.5 0.6 \
   --smart-variant unbalanced-per-second:balance_terms=false \
   --smart-variant unbalanced-per-frame:balance_terms=false,time_unit=frame \
   --out "$DATA_DIR/reports/gtu-attacks/ablation"

@@ -38,6 +38,8 @@ import pandas as pd  # noqa: E402
 from attacks.generation import generate_samples, generation_config  # noqa: E402
 from attacks.models import Recognizer  # noqa: E402
 from attacks.reports import markdown_table  # noqa: E402
+from attacks.management.commands._options import parse_key_values  # noqa: E402
+from django.core.management.base import CommandError  # noqa: E402
 
 ABLATIONS = ("l2", "l2-acc", "l2-bone")
 PAPER_W = 0.4
@@ -143,19 +145,15 @@ def _parse(argv):
 
 
 def _variant(text: str):
+    """LABEL:KEY=VALUE,... with values read as JSON where they parse (numbers, true/false),
+    exactly as `generate_samples --option` reads them."""
     label, sep, items = text.partition(":")
     if not sep or not label:
         raise argparse.ArgumentTypeError(f"expected LABEL:KEY=VALUE,..., got {text!r}")
-    options = {}
-    for item in items.split(","):
-        key, eq, value = item.partition("=")
-        if not eq:
-            raise argparse.ArgumentTypeError(f"expected KEY=VALUE in {text!r}, got {item!r}")
-        try:
-            options[key.strip()] = float(value)
-        except ValueError:
-            options[key.strip()] = value.strip()
-    return label, options
+    try:
+        return label, parse_key_values([item.strip() for item in items.split(",")], "--smart-variant")
+    except CommandError as e:
+        raise argparse.ArgumentTypeError(f"{e} in {text!r}") from None
 
 
 if __name__ == "__main__":

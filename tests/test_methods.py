@@ -347,6 +347,8 @@ def test_unknown_method_or_option_is_rejected():
         attack(ThresholdModel(), q, y, CHAIN, method="smart", dyn_reduction="max")
     with pytest.raises(ValueError, match="time_unit"):
         attack(ThresholdModel(), q, y, CHAIN, method="smart", fps=30, time_unit="minute")
+    with pytest.raises(ValueError, match="balance_terms must be true or false"):
+        attack(ThresholdModel(), q, y, CHAIN, method="smart", fps=30, balance_terms="false")
 
 
 @pytest.mark.parametrize("method", ["smart", "l2-acc"])

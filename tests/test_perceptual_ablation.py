@@ -52,9 +52,12 @@ def test_sweep_counts_successes_per_sample(ablation):
     assert row["mean_displacement"] == pytest.approx(2.0)
 
 
-def test_smart_variant_arguments_parse_to_float_options(ablation):
+def test_smart_variant_arguments_parse_like_generate_samples_options(ablation):
     assert ablation._variant("gamma25:spine_weight=1,other_weight=0.5") == (
-        "gamma25", {"spine_weight": 1.0, "other_weight": 0.5})
+        "gamma25", {"spine_weight": 1, "other_weight": 0.5})
     assert ablation._variant("mean:dyn_reduction=mean") == ("mean", {"dyn_reduction": "mean"})
+    # booleans are booleans: the string "false" would be truthy and silently switch nothing off
+    assert ablation._variant("raw:balance_terms=false, time_unit=frame") == (
+        "raw", {"balance_terms": False, "time_unit": "frame"})
     with pytest.raises(Exception):
         ablation._variant("no-options")

@@ -58,6 +58,9 @@ class SmartConfig:
     def __post_init__(self):
         if self.dyn_reduction not in DYN_REDUCTIONS:
             raise ValueError(f"dyn_reduction must be one of {', '.join(DYN_REDUCTIONS)}, got {self.dyn_reduction!r}")
+        for name in ("balance", "balance_terms", "gamma_on_squared"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.time_unit not in TIME_UNITS:
             raise ValueError(f"time_unit must be one of {', '.join(TIME_UNITS)}, got {self.time_unit!r}")
 
