@@ -62,6 +62,13 @@ class GenerationScope:
         return {i for i, c in enumerate(self.clips) if c.pk in stored}
 
 
+# Part of every run's identity: bump it when a default changes what a configuration
+# computes, so that re-running a command after an upgrade starts a new run instead of
+# completing an old one with samples of another definition. 2: SMART's perceptual terms
+# balanced, derivatives per second (2026-12-02).
+ENGINE_VERSION = 2
+
+
 def generation_config(method, strategy, *, top_n=3, target=None, iterations=300, split="test", limit=None,
                       seed=0, options=None) -> dict:
     """The run's identity; `method_config` validates the options (unknown ones raise)."""
@@ -80,7 +87,7 @@ def generation_config(method, strategy, *, top_n=3, target=None, iterations=300,
         raise RecognitionError("--target only applies to strategy sa")
     return {"method": method, "strategy": strategy, "top_n": int(top_n) if strategy == "abn" else None,
             "target": target, "iterations": int(iterations), "split": split, "limit": limit, "seed": int(seed),
-            "options": options}
+            "options": options, "engine": ENGINE_VERSION}
 
 
 def generate_samples(recognizer: Recognizer, config: dict, *, batch_size=64, device="cpu",

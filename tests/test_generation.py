@@ -142,3 +142,17 @@ def test_bad_arguments_are_refused(trained):
         call_command("generate_samples", method="smart", **{**ATTACK, "recognizer": "nope"})
     with pytest.raises(CommandError, match="no samples match"):
         call_command("export_samples", "/tmp/none.npz", method=["ciasa"])
+
+
+def test_engine_version_is_part_of_a_runs_identity(trained, monkeypatch):
+    """After a change of defaults (a new ENGINE_VERSION) the same command starts a new run
+    rather than completing an old one with samples of another definition."""
+    recognizer = Recognizer.objects.get(name="tiny")
+    config = generation.generation_config("smart", "ab", iterations=2, limit=1)
+    assert config["engine"] == generation.ENGINE_VERSION
+    first = generation.open_run(recognizer, config)
+    assert generation.open_run(recognizer, generation.generation_config("smart", "ab", iterations=2, limit=1)) == first
+    monkeypatch.setattr(generation, "ENGINE_VERSION", generation.ENGINE_VERSION + 1)
+    upgraded = generation.generation_config("smart", "ab", iterations=2, limit=1)
+    assert GenerationRun.hash_config(upgraded) != first.config_hash
+    assert generation.open_run(recognizer, upgraded) != first

@@ -30,10 +30,10 @@ from dataclasses import dataclass
 import torch
 
 from attacks.losses import DYN_REDUCTIONS, frame_rates, perceptual_loss, perceptual_terms, total_loss
+from attacks.methods.engine import AttackMethod
 
 TIME_UNITS = ("second", "frame")
 TERM_FLOOR = 1e-3  # see _unit_per_frame
-from attacks.methods.engine import AttackMethod
 
 
 @dataclass
