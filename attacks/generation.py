@@ -18,14 +18,15 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from . import preprocessing
+from . import protocol_view
 from .evaluation import predict as predict_probs
-from .losses import STRATEGIES
+from .evaluation import predict_logits
+from .losses import STRATEGIES, attack_success
 from .methods import (METHODS, MotionDiscriminator, attack_in_batches, method_config, random_targets,
                       train_motion_discriminator)
 from .metrics import perceptual_metrics
 from .models import AdversarialSample, GenerationRun, Recognizer, TransferResult, motion_to_bytes
-from .recognition import RecognitionError, load_model, model_inputs, split_clips
+from .recognition import RecognitionError, load_model, model_inputs, recognizer_inputs, split_clips, view_protocol
 
 
 @dataclasses.dataclass
@@ -65,13 +66,17 @@ class GenerationScope:
 # Part of every run's identity: bump it when a default changes what a configuration
 # computes, so that re-running a command after an upgrade starts a new run instead of
 # completing an old one with samples of another definition. 2: SMART's perceptual terms
-# balanced, derivatives per second (2026-12-02).
-ENGINE_VERSION = 2
+# balanced, derivatives per second (2026-12-02). 3: attacks perturb world-unit motions through the
+# recognizer's own normalisation and success is judged on the stored sample (2026-12-02).
+ENGINE_VERSION = 3
 
 
 def generation_config(method, strategy, *, top_n=3, target=None, iterations=300, split="test", limit=None,
-                      seed=0, options=None) -> dict:
-    """The run's identity; `method_config` validates the options (unknown ones raise)."""
+                      seed=0, options=None, margin=0.0) -> dict:
+    """The run's identity; `method_config` validates the options (unknown ones raise).
+
+    margin: success only when the wrong (SA: the target) class leads by that much in logits.
+    """
     if method not in METHODS:
         raise RecognitionError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
     if strategy not in STRATEGIES:
@@ -85,7 +90,9 @@ def generation_config(method, strategy, *, top_n=3, target=None, iterations=300,
         target = "random"
     if strategy != "sa" and target is not None:
         raise RecognitionError("--target only applies to strategy sa")
-    return {"method": method, "strategy": strategy, "top_n": int(top_n) if strategy == "abn" else None,
+    if not float(margin) >= 0:
+        raise RecognitionError(f"--margin must be >= 0 (logits), got {margin}")
+    return {"margin": float(margin), "method": method, "strategy": strategy, "top_n": int(top_n) if strategy == "abn" else None,
             "target": target, "iterations": int(iterations), "split": split, "limit": limit, "seed": int(seed),
             "options": options, "engine": ENGINE_VERSION}
 
@@ -124,7 +131,8 @@ def prepare_run(run: GenerationRun, *, device="cpu", status="running"):
     trained once and stored under DATA_DIR). Returns (scope, attackable positions, model, inputs)."""
     recognizer = run.recognizer
     clips, labels = _scope_clips(run)
-    inputs = model_inputs(clips, recognizer.dataset.get_skeleton(), recognizer.input_spec, recognizer.dataset.fps)
+    inputs = model_inputs(clips, recognizer.dataset.get_skeleton(), recognizer.input_spec, recognizer.dataset.fps,
+                          view_protocol(recognizer))
     model = load_model(recognizer, device)
     probs = predict_probs(model, inputs.X, device=device)
     attackable = probs.argmax(1) == labels
@@ -139,7 +147,7 @@ def prepare_run(run: GenerationRun, *, device="cpu", status="running"):
         # Trained on the whole attackable scope, seeded, stored once: every worker and every
         # resumed run attacks with the same weights, whatever device it runs on.
         disc = train_motion_discriminator(
-            torch.from_numpy(inputs.X[positions[:512]]).to(device), recognizer.dataset.get_skeleton(),
+            torch.from_numpy(inputs.world[positions[:512]]).to(device), recognizer.dataset.get_skeleton(),
             steps=method_config("ciasa", **run.config["options"]).discriminator_steps, seed=run.config["seed"])
         save_discriminator(disc, discriminator_path(run))
     return load_scope(run, clips=clips, labels=labels), positions, model, inputs
@@ -165,6 +173,12 @@ def attack_positions(scope: GenerationScope, positions, *, model=None, inputs=No
     each batch is stored in its own transaction. Checks for cancellation after every batch
     (raising `GenerationCancelled`). Returns the number of samples stored now.
 
+    The attack perturbs the world-unit motion (what is stored) and the recognizer sees it
+    through its own normalisation (`protocol_view.normalise`, differentiated through). A
+    sample is frozen only when the stored motion, fed back as `classify` feeds it, meets
+    the criterion; otherwise the attack goes on. `success` and `label_after` are then
+    measured once more on the stored bytes by that public path.
+
     `inputs` may hold the model inputs of the whole scope (the in-process run has them);
     otherwise only the clips at `positions` are loaded.
     """
@@ -177,35 +191,51 @@ def attack_positions(scope: GenerationScope, positions, *, model=None, inputs=No
         raise RecognitionError(f"run {run.pk} has no stored discriminator ({discriminator_path(run)}); "
                                "prepare the run first")
     recognizer = scope.recognizer
+    protocol = view_protocol(recognizer)
     if inputs is None:
         inputs, rows_of = model_inputs([clips[i] for i in todo], scope.skeleton, recognizer.input_spec,
-                                       recognizer.dataset.fps), np.arange(len(todo))
+                                       recognizer.dataset.fps, protocol), np.arange(len(todo))
     else:
         rows_of = todo
     model = model if model is not None else load_model(recognizer, device)
     labels = scope.labels
+    targets = scope.targets
+    margin = float(config.get("margin", 0.0))
     written = 0
+
+    def judge(motions, rows):
+        """Logits of stored motions (float32 world units) through the public path, and the verdict."""
+        logits = predict_logits(model, recognizer_inputs(recognizer, list(motions)), device=device)
+        t = None if targets is None else torch.as_tensor(targets[todo[rows]])
+        ok = attack_success(logits, config["strategy"], torch.as_tensor(labels[todo[rows]]), t,
+                            config["top_n"] or 3, margin)
+        return logits, ok
+
+    def accept(x, rows):
+        return judge(x.detach().cpu().numpy().astype("<f4"), rows)[1]
 
     def store(_batch, idx, result):
         nonlocal written
         rows = []
         pos, at = todo[idx], rows_of[idx]
-        metrics = perceptual_metrics(inputs.X[at], result.adversarial.numpy(), scope.skeleton)
+        adversarial = result.adversarial.numpy().astype("<f4")
+        logits, after_storage = judge(adversarial, idx)
+        probs = torch.softmax(logits.double(), dim=1).numpy()
+        metrics = perceptual_metrics(inputs.world[at], adversarial, scope.skeleton, fps=inputs.fps[at])
         for k, (i, r) in enumerate(zip(pos, at)):
             clip = clips[i]
-            original = preprocessing.to_world(inputs.X[r], inputs.worlds[r], crop=False)
-            adversarial = preprocessing.to_world(result.adversarial[k].numpy(), inputs.worlds[r], crop=False)
-            m, t, v, _ = original.shape
+            m, t, v, _ = adversarial[k].shape
             rows.append(AdversarialSample(
                 run=run, clip=clip, recognizer=recognizer, method=config["method"], strategy=config["strategy"],
                 fps=float(inputs.fps[r]), num_persons=m, num_frames=t, num_joints=v,
-                original=motion_to_bytes(original), adversarial=motion_to_bytes(adversarial),
+                original=motion_to_bytes(inputs.world[r]), adversarial=motion_to_bytes(adversarial[k]),
                 label=int(labels[i]), label_before=int(result.labels_before[k]),
-                label_after=int(result.labels_after[k]),
+                label_after=int(probs[k].argmax()),
                 target=None if result.targets is None else int(result.targets[k]),
                 probs_before=[round(float(p), 6) for p in result.probs_before[k]],
-                probs_after=[round(float(p), 6) for p in result.probs_after[k]],
-                success=bool(result.success[k]), iterations=int(result.iterations[k]),
+                probs_after=[round(float(p), 6) for p in probs[k]],
+                success=bool(after_storage[k]), attack_success=bool(result.success[k]),
+                iterations=int(result.iterations[k]),
                 **{name: float(values[k]) for name, values in metrics.items()}))
         with transaction.atomic():
             # Another worker may have stored some of these clips (a redelivered shard): the
@@ -215,11 +245,13 @@ def attack_positions(scope: GenerationScope, positions, *, model=None, inputs=No
         if GenerationRun.objects.filter(pk=run.pk, status="cancelled").exists():
             raise GenerationCancelled(f"run {run.pk} was cancelled")
 
-    targets = scope.targets
+    def preprocess(x):
+        return protocol_view.normalise(x, protocol, scope.skeleton)
+
     attack_in_batches(
-        model, inputs.X[rows_of], labels[todo], scope.skeleton, batch_size=batch_size, device=device,
+        model, inputs.world[rows_of], labels[todo], scope.skeleton, batch_size=batch_size, device=device,
         targets=None if targets is None else targets[todo], fps=inputs.fps[rows_of], on_batch=store,
-        show_progress=progress,
+        show_progress=progress, preprocess=preprocess, margin=margin, accept=accept,
         method=config["method"], strategy=config["strategy"], seed=config["seed"],
         iterations=config["iterations"], top_n=config["top_n"] or 3, **scope.options)
     return written
@@ -283,34 +315,43 @@ def success_criterion(strategy, probs_after: np.ndarray, label: int, target, top
 
 
 def transfer_samples(samples, targets: list[Recognizer], *, device="cpu", progress=True) -> int:
-    """Judge stored samples on other recognizers (black box); already judged pairs are skipped."""
+    """Judge stored samples on other recognizers (black box); already judged pairs are skipped.
+
+    Each target sees the world-unit motions through its own protocol (`recognizer_inputs`),
+    the original as well as the adversarial one, so `label_clean` says whether the target
+    gets the clip right before the attack. Clips the target was trained or validated on
+    are flagged (`in_target_training`).
+    """
     samples = list(samples.select_related("run", "clip", "recognizer__dataset"))
     written = 0
     for target in targets:
-        model = load_model(target, device)
-        skeleton = target.dataset.get_skeleton()
-        spec = target.input_spec
         todo = [s for s in samples if not TransferResult.objects.filter(sample=s, recognizer=target).exists()]
         if not todo:
             continue
         for s in todo:
             if s.recognizer.dataset.class_names != target.dataset.class_names:
                 raise RecognitionError(f"{target.name} was trained on other classes than {s.recognizer.name}")
-
-        def batch(motions):
-            if spec.get("normalise"):
-                motions = [preprocessing.normalise_for_recognition(m, skeleton) for m in motions]
-            return preprocessing.to_fixed_length(motions, spec["num_frames"], spec["num_persons"])
-
-        clean = predict_probs(model, batch([s.original_motion() for s in todo]), device=device).argmax(1)
-        after = predict_probs(model, batch([s.adversarial_motion() for s in todo]), device=device)
+        model = load_model(target, device)
+        seen = _seen_in_training(target)
+        clean = predict_probs(model, recognizer_inputs(target, [s.original_motion() for s in todo]),
+                              device=device).argmax(1)
+        after = predict_probs(model, recognizer_inputs(target, [s.adversarial_motion() for s in todo]), device=device)
         rows = [TransferResult(sample=s, recognizer=target, label_clean=int(clean[k]),
                                label_after=int(after[k].argmax()),
                                probs_after=[round(float(p), 6) for p in after[k]],
                                success=success_criterion(s.strategy, after[k], s.label, s.target,
-                                                         s.run.config.get("top_n")))
+                                                         s.run.config.get("top_n")),
+                               in_target_training=(s.clip.dataset_id, s.clip.index) in seen)
                 for k, s in enumerate(todo)]
         with transaction.atomic():
             TransferResult.objects.bulk_create(rows)
         written += len(rows)
     return written
+
+
+def _seen_in_training(recognizer: Recognizer) -> set[tuple[int, int]]:
+    """(dataset id, clip index) of every clip a recognizer was trained or validated on."""
+    split = recognizer.split
+    if split is None:
+        return set()
+    return {(split.dataset_id, int(i)) for part in ("train", "val") for i in split.indices(part)}

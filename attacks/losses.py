@@ -214,16 +214,31 @@ def total_loss(lc: torch.Tensor, lp: torch.Tensor, w: float = 0.4) -> torch.Tens
 
 
 # ---- success criteria ----------------------------------------------------------------
-def attack_success(logits, strategy: str, labels, targets=None, top_n: int = 3) -> torch.Tensor:
-    """Per-sample success (N,) bool of the strategy's own criterion."""
-    if strategy == "ab":
-        return logits.argmax(dim=-1) != labels
-    if strategy == "abn":
-        k = min(int(top_n), logits.shape[-1])
-        top = logits.topk(k, dim=-1).indices
-        return ~(top == labels[:, None]).any(dim=-1)
-    if strategy == "sa":
-        if targets is None:
-            raise ValueError("strategy 'sa' needs target labels")
+def attack_success(logits, strategy: str, labels, targets=None, top_n: int = 3, margin: float = 0.0) -> torch.Tensor:
+    """Per-sample success (N,) bool of the strategy's own criterion.
+
+    margin κ > 0 asks for confidence, in logits: AB, the best wrong class leads the true
+    one by at least κ; ABN, the N-th best other class does; SA, the target leads every
+    other class by at least κ. With κ = 0 the plain argmax / top-N criteria apply.
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown attack strategy {strategy!r}: choose one of {', '.join(STRATEGIES)}")
+    if strategy == "sa" and targets is None:
+        raise ValueError("strategy 'sa' needs target labels")
+    if margin < 0:
+        raise ValueError(f"margin must be >= 0, got {margin}")
+    if not margin:
+        if strategy == "ab":
+            return logits.argmax(dim=-1) != labels
+        if strategy == "abn":
+            k = min(int(top_n), logits.shape[-1])
+            top = logits.topk(k, dim=-1).indices
+            return ~(top == labels[:, None]).any(dim=-1)
         return logits.argmax(dim=-1) == targets
-    raise ValueError(f"unknown attack strategy {strategy!r}: choose one of {', '.join(STRATEGIES)}")
+    keep = labels if strategy != "sa" else targets
+    own = logits.gather(-1, keep[:, None]).squeeze(-1)
+    others = logits.scatter(-1, keep[:, None], float("-inf"))
+    if strategy == "sa":
+        return own - others.amax(dim=-1) >= margin
+    k = 1 if strategy == "ab" else min(int(top_n), logits.shape[-1] - 1)
+    return others.topk(k, dim=-1).values[:, -1] - own >= margin

@@ -21,8 +21,11 @@ from attacks.losses import derivative, derivative_mask
 DERIVATIVE_NAMES = {1: "velocity", 2: "acceleration", 3: "jerk"}
 
 
-def perceptual_metrics(original, adversarial, skeleton, mask=None, fps: float | None = None) -> dict[str, np.ndarray]:
-    """Every per-sample metric of this module in one dict of (N,) arrays."""
+def perceptual_metrics(original, adversarial, skeleton, mask=None, fps=None) -> dict[str, np.ndarray]:
+    """Every per-sample metric of this module in one dict of (N,) arrays.
+
+    fps: a number or one frame rate per sample (N,); derivatives are then per second.
+    """
     out = {
         "mean_displacement": mean_joint_displacement(original, adversarial, mask),
         "max_displacement": max_joint_displacement(original, adversarial, mask),
@@ -54,7 +57,7 @@ def bone_length_error(original, adversarial, skeleton, mask=None) -> np.ndarray:
     return _masked_mean(e, valid[..., None].expand_as(e))
 
 
-def derivative_deviation(original, adversarial, order: int, mask=None, fps: float | None = None) -> np.ndarray:
+def derivative_deviation(original, adversarial, order: int, mask=None, fps=None) -> np.ndarray:
     """Mean ‖q̂ⁿ − qⁿ‖ of the n-th forward difference (m/frameⁿ, or m/sⁿ with fps), (N,)."""
     q, qa, valid = _prepare(original, adversarial, mask)
     d = (derivative(qa, order) - derivative(q, order)).norm(dim=-1)  # (N, M, T-n, V)
@@ -62,7 +65,7 @@ def derivative_deviation(original, adversarial, order: int, mask=None, fps: floa
     if mask is not None and order > 0:
         frames = frames & derivative_mask(torch.as_tensor(mask).bool(), order)[:, None, :]
     out = _masked_mean(d, frames[..., None].expand_as(d))
-    return out * float(fps) ** order if fps is not None else out
+    return out * np.asarray(fps, dtype=np.float64) ** order if fps is not None else out
 
 
 def success_rate(success, mask=None) -> float:

@@ -227,7 +227,10 @@ class AdversarialSample(models.Model):
     target = models.IntegerField(null=True, blank=True)
     probs_before = models.JSONField()
     probs_after = models.JSONField()
-    success = models.BooleanField()
+    success = models.BooleanField(help_text="The strategy's criterion on the stored motion, fed to the recognizer as "
+                                            "any user would (world units, its own preprocessing): what classify says")
+    attack_success = models.BooleanField(null=True, blank=True,
+                                         help_text="The criterion as the attack loop judged it when it froze the sample")
     iterations = models.PositiveIntegerField()
     mean_displacement = models.FloatField(help_text="metres")
     max_displacement = models.FloatField(help_text="metres")
@@ -264,6 +267,8 @@ class TransferResult(models.Model):
     label_after = models.PositiveIntegerField()
     probs_after = models.JSONField()
     success = models.BooleanField(help_text="Judged with the sample's own strategy criterion")
+    in_target_training = models.BooleanField(
+        default=False, help_text="The source clip is in the target recognizer's training or validation split")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

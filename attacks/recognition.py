@@ -16,7 +16,7 @@ import torch
 from django.conf import settings
 from django.db import transaction
 
-from . import preprocessing
+from . import preprocessing, protocol_view
 from .evaluation import confusion_matrix, confusion_matrix_figure, predict
 from .models import Dataset, DatasetSplit, Recognizer
 from .recognizers import build_recognizer
@@ -33,49 +33,53 @@ class RecognitionError(Exception):
 
 @dataclass
 class ModelInputs:
-    X: np.ndarray  # (N, M, T, V, 3) float32, what the recognizer takes (after motion.to_model_input)
-    worlds: list  # per clip: the `world` meta that `preprocessing.to_world` inverts
-    fps: np.ndarray  # (N,) frame rate of X, so a resampled clip keeps its duration
+    world: np.ndarray  # (N, M, T, V, 3) float32, world units at the model's size: what attacks perturb
+    X: np.ndarray  # (N, M, T, V, 3) float32, what the recognizer takes (`protocol_view.normalise` of world)
+    fps: np.ndarray  # (N,) frame rate of both, so a resampled clip keeps its duration
 
 
 def default_input_spec(dataset: Dataset, num_frames: int | None = None, num_persons: int | None = None) -> dict:
-    """Raw imports are centred and turned to face +z here; `smart`/`ntu` imports already are."""
+    """The model's input size and the protocol whose view (`attacks.protocol_view`) it is trained on."""
     clips = dataset.clips.all()
     if num_persons is None:
         num_persons = max(clips.values_list("num_persons", flat=True), default=1)
     if num_frames is None:
         frames = np.array(list(clips.values_list("num_frames", flat=True)))
         num_frames = int(frames.max()) if dataset.protocol != "raw" else 64
-    return {"num_frames": int(num_frames), "num_persons": int(num_persons),
-            "normalise": dataset.protocol == "raw"}
+    return {"num_frames": int(num_frames), "num_persons": int(num_persons), "protocol": dataset.protocol}
 
 
-def model_inputs(clips, skeleton, spec: dict, fps: float) -> ModelInputs:
-    """Clips (Clip rows) -> fixed-size normalised batch and the transforms to undo it."""
-    motions, worlds = [], []
-    for clip in clips:
-        m = clip.motion()
-        world = clip.meta.get("world")
-        if spec.get("normalise"):
-            m, world = preprocessing.centre_and_face(m, skeleton)
-        motions.append(m)
-        worlds.append(_resampled_world(world, clip.num_frames, spec["num_frames"]))
-    X = preprocessing.to_fixed_length(motions, spec["num_frames"], spec["num_persons"])
-    lengths = np.array([c.num_frames for c in clips], dtype=np.float64)
-    return ModelInputs(X=X, worlds=worlds, fps=fps * spec["num_frames"] / np.maximum(lengths, 1))
+def view_protocol(record: Recognizer) -> str:
+    """The protocol a recognizer's inputs are normalised by (records made before it was
+    stored in the input spec take their dataset's)."""
+    return record.input_spec.get("protocol") or record.dataset.protocol
 
 
-def _resampled_world(world, source_frames, num_frames):
-    """A per-frame translation (the `ntu` protocol) follows the clip through resampling."""
-    if not world:
-        return world
-    world = dict(world)
-    world.pop("frames", None)  # the resampled clip has its own length; keep every frame
-    translation = np.asarray(world["translation"], dtype=np.float32)
-    if translation.ndim == 2:
-        t = translation[:source_frames]
-        world["translation"] = preprocessing.resample(t[None, :, None, :], num_frames)[0, :, 0].tolist()
-    return world
+def world_motion(clip) -> np.ndarray:
+    """A stored clip in world units (M, T, V, 3): the import protocol's rigid transform undone,
+    its padding kept (the frames a recognizer was trained on)."""
+    return preprocessing.to_world(clip.motion(), clip.meta.get("world"), crop=False)
+
+
+def model_inputs(clips, skeleton, spec: dict, fps: float, protocol: str) -> ModelInputs:
+    """Clips (Clip rows) -> world-unit motions at the model's size and the batch the model sees."""
+    motions = [world_motion(c) for c in clips]
+    world = protocol_view.fixed_length(motions, protocol, spec["num_frames"], spec["num_persons"])
+    with torch.no_grad():
+        X = protocol_view.normalise(torch.from_numpy(world), protocol, skeleton).numpy()
+    rates = protocol_view.frame_rates(protocol, fps, [m.shape[1] for m in motions], spec["num_frames"])
+    return ModelInputs(world=world, X=X, fps=rates)
+
+
+def recognizer_inputs(record: Recognizer, motions) -> np.ndarray:
+    """World-unit motions (a list of (M, T, V, 3)) -> the batch `record` takes, by its own protocol.
+
+    The one path by which `classify`, `transfer_samples`, the attacks' after-storage
+    check and the reports feed motions to a recognizer.
+    """
+    spec = record.input_spec
+    return protocol_view.recognizer_inputs(motions, view_protocol(record), record.dataset.get_skeleton(),
+                                           spec["num_frames"], spec["num_persons"])
 
 
 # ---- splits ----------------------------------------------------------------------------
@@ -177,7 +181,7 @@ def train_recognizer(dataset: Dataset, arch: str, name: str, *, epochs=None, bat
     except ValueError as e:
         raise RecognitionError(str(e)) from e
     # Checked before the record exists, so an unusable split leaves no half-made recognizer behind.
-    data = {part: _arrays(split, part, skeleton, spec, dataset.fps) for part in ("train", "val", "test")}
+    data = {part: _arrays(split, part, skeleton, spec, dataset.fps, dataset.protocol) for part in ("train", "val", "test")}
     if len(data["train"][1]) == 0 or len(data["val"][1]) == 0:
         raise RecognitionError(f"split {split.name} leaves no training or validation clips")
     if record is None:
@@ -220,12 +224,12 @@ def train_recognizer(dataset: Dataset, arch: str, name: str, *, epochs=None, bat
     return record
 
 
-def _arrays(split, part, skeleton, spec, fps):
+def _arrays(split, part, skeleton, spec, fps, protocol):
     clips = split_clips(split, part)
     if not clips:
         shape = (0, spec["num_persons"], spec["num_frames"], skeleton.num_joints, 3)
         return np.zeros(shape, np.float32), np.zeros(0, np.int64)
-    inputs = model_inputs(clips, skeleton, spec, fps)
+    inputs = model_inputs(clips, skeleton, spec, fps, protocol)
     return inputs.X, np.array([c.label for c in clips], dtype=np.int64)
 
 

@@ -375,3 +375,43 @@ def test_losses_without_derivatives_do_not_need_the_frame_rate(method):
     without = attack(ThresholdModel(), q, y, CHAIN, method=method, iterations=5)
     assert torch.equal(without.adversarial, attack(ThresholdModel(), q, y, CHAIN, method=method, iterations=5,
                                                    fps=30).adversarial)
+
+
+# ---- margins and a second judge ------------------------------------------------------------
+def test_margin_success_by_hand():
+    logits = torch.tensor([[2.0, 2.5, 0.0], [2.0, 4.5, 4.0], [0.0, 1.0, 3.0]])
+    labels = torch.tensor([0, 0, 0])
+    assert attack_success(logits, "ab", labels, margin=0.5).tolist() == [True, True, True]
+    assert attack_success(logits, "ab", labels, margin=0.6).tolist() == [False, True, True]
+    # ABN (N = 2): the second best other class must lead the true one by the margin.
+    assert attack_success(logits, "abn", labels, top_n=2, margin=1.5).tolist() == [False, True, False]
+    targets = torch.tensor([1, 1, 2])
+    assert attack_success(logits, "sa", labels, targets, margin=0.5).tolist() == [True, True, True]
+    assert attack_success(logits, "sa", labels, targets, margin=1.0).tolist() == [False, False, True]
+    with pytest.raises(ValueError, match="margin"):
+        attack_success(logits, "ab", labels, margin=-1)
+
+
+def test_margin_keeps_attacking_past_the_boundary():
+    q, y = two_samples_easy_and_impossible()
+    plain = attack(ThresholdModel(), q[:1], y[:1], CHAIN, method="smart", fps=30, iterations=60)
+    confident = attack(ThresholdModel(), q[:1], y[:1], CHAIN, method="smart", fps=30, iterations=60, margin=1.0)
+    assert plain.success.item() and confident.success.item()
+    assert confident.iterations.item() > plain.iterations.item()
+    logits = ThresholdModel()(confident.adversarial.permute(0, 4, 2, 3, 1))
+    assert (logits[0, 1] - logits[0, 0]).item() >= 1.0
+
+
+def test_a_rejected_candidate_is_not_frozen_and_keeps_being_attacked():
+    q, y = two_samples_easy_and_impossible()
+    calls = []
+
+    def second_judge(motions, rows):
+        calls.append(rows.tolist())
+        return torch.tensor([len(calls) > 3] * len(rows))  # refuse the first three candidates
+
+    plain = attack(ThresholdModel(), q[:1], y[:1], CHAIN, method="smart", fps=30, iterations=60)
+    judged = attack(ThresholdModel(), q[:1], y[:1], CHAIN, method="smart", fps=30, iterations=60,
+                    accept=second_judge)
+    assert calls[:4] == [[0]] * 4 and len(calls) == 4
+    assert judged.success.item() and judged.iterations.item() == plain.iterations.item() + 3

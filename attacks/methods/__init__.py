@@ -73,6 +73,8 @@ def attack(
     early_stop: bool = True,
     config=None,
     fps=None,
+    margin: float = 0.0,
+    accept: Callable | None = None,
     **method_options,
 ) -> AttackResult:
     """Attack every motion of a batch; each stops at its own success (see `engine.run_attack`).
@@ -82,6 +84,7 @@ def attack(
     fps: frame rate, a number or one per motion (N,): SMART's derivatives are per second.
     progress: called as progress(iteration, iterations, samples_done).
     early_stop=False runs the full budget (for throughput measurements).
+    margin, accept: see `engine.run_attack` (a logit margin; a second judge before freezing).
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown attack strategy {strategy!r}: choose one of {', '.join(STRATEGIES)}")
@@ -120,6 +123,7 @@ def attack(
     return run_attack(
         model, motions, labels, impl, strategy=strategy, top_n=top_n, targets=targets,
         iterations=iterations, mask=mask, preprocess=preprocess, progress=progress, early_stop=early_stop,
+        margin=margin, accept=accept,
     )
 
 
@@ -138,10 +142,13 @@ def attack_in_batches(
     method: str = "smart",
     strategy: str = "ab",
     seed: int = 0,
+    accept: Callable | None = None,
     **attack_options,
 ) -> AttackResult:
     """Attack a large array (N, M, T, V, 3) batch by batch; results are gathered on the CPU.
 
+    accept(motions, indices) judges candidates before they are frozen (`engine.run_attack`),
+    with `indices` positions in `motions`.
     on_batch(batch_index, indices, result) is called as soon as a batch is done
     (`indices` are positions in `motions`, `result` is on the CPU), so a caller can store
     each batch and resume later by passing only the clips it has not stored. For resumable
@@ -171,13 +178,14 @@ def attack_in_batches(
     starts = range(0, n, batch_size)
     for b, start in enumerate(tqdm(starts, desc=f"{method}/{strategy}", unit="batch", disable=not show_progress)):
         idx = np.arange(start, min(start + batch_size, n))
+        judge = None if accept is None else (lambda x, rows, _idx=idx: accept(x, _idx[rows.cpu().numpy()]))
         result = attack(
             model, _batch(motions, idx, device), labels_all[idx].to(device), skeleton,
             method=method, strategy=strategy, seed=seed,
             targets=None if targets is None else torch.as_tensor(targets)[idx].to(device),
             mask=None if masks is None else _batch(masks, idx, device),
             fps=fps if fps is None or np.ndim(fps) == 0 else np.asarray(fps, dtype=np.float64)[idx],
-            **attack_options,
+            accept=judge, **attack_options,
         ).cpu()
         if on_batch is not None:
             on_batch(b, idx, result)

@@ -88,8 +88,16 @@ def run_attack(
     preprocess: Callable | None = None,
     progress: Callable | None = None,
     early_stop: bool = True,
+    margin: float = 0.0,
+    accept: Callable | None = None,
 ) -> AttackResult:
-    """Attack a batch (N, M, T, V, 3) in place of `method`; see the module docstring."""
+    """Attack a batch (N, M, T, V, 3) in place of `method`; see the module docstring.
+
+    margin: success needs that confidence in logits (`losses.attack_success`).
+    accept(motions, rows) -> (K,) bool: a second judge of the samples that just met the
+    criterion (e.g. the stored sample, as a user would feed it, through the recognizer's
+    public path); a sample it rejects is not frozen and keeps being attacked.
+    """
     q0 = motions.detach()
     n = q0.shape[0]
     device = q0.device
@@ -115,7 +123,12 @@ def run_attack(
                 logits_before = logits.detach().clone()
                 logits_after = logits.detach().clone()
             t_idx = None if targets is None else targets[idx]
-            succ = attack_success(logits.detach(), strategy, labels[idx], t_idx, top_n)
+            succ = attack_success(logits.detach(), strategy, labels[idx], t_idx, top_n, margin)
+            if accept is not None and not last and bool(succ.any()):
+                verdict = torch.zeros_like(succ)
+                verdict[succ] = torch.as_tensor(accept(q[idx[succ]].detach(), idx[succ]), dtype=torch.bool,
+                                                device=device)
+                succ = verdict
             finished = succ if early_stop else torch.zeros_like(succ)
             if last:
                 finished = torch.ones_like(succ)
@@ -139,7 +152,7 @@ def run_attack(
             if progress is not None:
                 progress(it + 1, iterations, int(done.sum()))
 
-    success = attack_success(logits_after, strategy, labels, targets, top_n)
+    success = attack_success(logits_after, strategy, labels, targets, top_n, margin)
     return AttackResult(
         adversarial=adversarial,
         success=success,

@@ -1,8 +1,9 @@
 from django.core.management.base import BaseCommand, CommandError
+from django.db.models import F
 
 from attacks.generation import generate_samples, generation_config, transfer_samples
 from attacks.methods import METHODS
-from attacks.models import Recognizer
+from attacks.models import Recognizer, TransferResult
 from attacks.recognition import RecognitionError
 
 from ._options import parse_key_values
@@ -22,6 +23,8 @@ class Command(BaseCommand):
         parser.add_argument("--lr", type=float, help="Adam step for smart/l2/l2-acc/l2-bone (paper: 0.005-0.0005)")
         parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                             help="Method option, e.g. epsilon=0.01 step_size=0.001 gan_weight=0.1 alpha=0.3")
+        parser.add_argument("--margin", type=float, default=0.0, metavar="KAPPA",
+                            help="Success only when the wrong class (SA: the target) leads by KAPPA in logits")
         parser.add_argument("--batch-size", type=int, default=64)
         parser.add_argument("--split", default="test", choices=["train", "val", "test"])
         parser.add_argument("--limit", type=int, help="Only the first N clips of the split")
@@ -54,7 +57,7 @@ class Command(BaseCommand):
         try:
             config = generation_config(o["method"], o["strategy"], top_n=o["top_n"], target=target,
                                        iterations=o["iterations"], split=o["split"], limit=o["limit"],
-                                       seed=o["seed"], options=options)
+                                       seed=o["seed"], options=options, margin=o["margin"])
             if o["queue"]:
                 return self.queue(recognizer, config, o)
             report = generate_samples(recognizer, config, batch_size=o["batch_size"], device=o["device"],
@@ -68,16 +71,28 @@ class Command(BaseCommand):
                 transfer_samples(run.samples.all(), targets, device=o["device"], progress=not o["no_progress"])
         except RecognitionError as e:
             raise CommandError(str(e)) from e
-        rate = run.success_rate()
+        n = run.done
+        stored_ok = run.samples.filter(success=True).count()
+        in_attack = run.samples.filter(attack_success=True).count()
         self.stdout.write(self.style.SUCCESS(
-            f"run {run.pk} ({run.method}/{run.strategy} on {recognizer.name}): {run.done} samples "
+            f"run {run.pk} ({run.method}/{run.strategy} on {recognizer.name}): {n} samples "
             f"({report.attacked_now} new, {report.already_stored} resumed), {run.skipped} of {run.total} clips "
-            f"skipped as misclassified; success {'n/a' if rate is None else f'{100 * rate:.1f}%'}"))
+            f"skipped as misclassified; success after storage {_percent(stored_ok, n)} "
+            f"(in the attack loop {_percent(in_attack, n)})"))
         for t in o["transfer_to"]:
-            judged = run.samples.filter(transfers__recognizer__name=t)
-            n = judged.count()
-            ok = judged.filter(transfers__recognizer__name=t, transfers__success=True).count()
-            self.stdout.write(f"  transfer to {t}: {ok}/{n} succeed")
+            results = TransferResult.objects.filter(sample__run=run, recognizer__name=t)
+            # Table 3's denominator: samples the source fooled that the target gets right before the attack.
+            eligible = results.filter(sample__success=True, label_clean=F("sample__label"))
+            ok = eligible.filter(success=True).count()
+            self.stdout.write(
+                f"  transfer to {t}: {ok}/{eligible.count()} succeed among the samples that fooled "
+                f"{recognizer.name} and that {t} classifies correctly before the attack "
+                f"({results.filter(success=True).count()}/{results.count()} over all samples; "
+                f"{results.filter(in_target_training=True).count()} clips in {t}'s training split)")
+
+
+def _percent(k, n):
+    return "n/a" if not n else f"{k}/{n} ({100 * k / n:.1f}%)"
 
     def queue(self, recognizer, config, o):
         from attacks.tasks import queue_run
