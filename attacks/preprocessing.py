@@ -217,10 +217,20 @@ def _centre_and_yaw(first_frames, skeleton):
 
 
 def _lateral(frame, skeleton):
-    """right - left from the hips, or the shoulders where hips are missing or degenerate."""
+    """right - left from the hips, or the shoulders where hips are missing or degenerate.
+
+    A skeleton with neither pair (none given and none inferred from its parts or joint
+    names) gets a zero lateral axis, i.e. no turn, and a warning.
+    """
     pairs = [p for p in (skeleton.hips, skeleton.shoulders) if p is not None]
     if not pairs:
-        raise ValueError(f"skeleton {skeleton.name!r} defines neither hips nor shoulders; cannot normalise facing")
+        import warnings
+
+        warnings.warn(f"skeleton {skeleton.name!r} defines neither hips nor shoulders and none could be "
+                      "inferred from its parts or joint names: facing is not normalised (no turn about "
+                      "the vertical). Add 'hips' or 'shoulders' ([left, right] joint indices), or left/right leg "
+                      "or arm 'parts', to the rig", stacklevel=4)
+        return np.zeros((frame.shape[0], 3), dtype=np.float64)
     lateral = frame[:, pairs[0][1]] - frame[:, pairs[0][0]]
     for left, right in pairs[1:]:
         weak = np.hypot(lateral[:, 0], lateral[:, 2]) < 1e-6
@@ -274,6 +284,12 @@ def _spine_up_shoulders_x(frame, skeleton):
     upright = frame @ tilt.T
     pair = skeleton.shoulders or skeleton.hips
     if pair is None:
+        import warnings
+
+        warnings.warn(f"skeleton {skeleton.name!r} defines neither hips nor shoulders and none could be "
+                      "inferred from its parts or joint names: facing is not normalised (no turn about "
+                      "the vertical). Add 'hips' or 'shoulders' ([left, right] joint indices), or left/right leg "
+                      "or arm 'parts', to the rig", stacklevel=3)
         return tilt
     right_minus_left = upright[pair[1]] - upright[pair[0]]
     if np.hypot(right_minus_left[0], right_minus_left[2]) < 1e-9:

@@ -7,6 +7,7 @@ are all derived from the parent list, so a new rig is one JSON file away.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +31,8 @@ class Skeleton:
     hips: tuple[int, int] | None = None  # (left, right): lateral axis for facing normalisation
     shoulders: tuple[int, int] | None = None
     center: int | None = None  # joint used for root-centring; defaults to the root
+    # Which of "hips"/"shoulders" `from_dict` inferred (the definition did not give them).
+    inferred: tuple[str, ...] = ()
 
     def __post_init__(self):
         n = len(self.joints)
@@ -147,7 +150,7 @@ class Skeleton:
             "left_right": [list(p) for p in self.left_right],
         }
         for key in ("hips", "shoulders"):
-            if getattr(self, key) is not None:
+            if getattr(self, key) is not None and key not in self.inferred:
                 d[key] = list(getattr(self, key))
         if self.center is not None:
             d["center"] = self.center
@@ -158,21 +161,37 @@ class Skeleton:
 
     @classmethod
     def from_dict(cls, d: dict, source: str = "<dict>") -> "Skeleton":
+        """A skeleton from its definition (the JSON rig format).
+
+        Where the definition gives no ``hips`` (or no ``shoulders``), the pair is inferred
+        (see `infer_lateral_pairs`): from left/right leg (arm) ``parts``, else from joint
+        names. Inferred pairs are listed in ``inferred`` and left out by `to_dict`, so
+        ``to_dict`` gives back what the definition said and ``from_dict(s.to_dict()) == s``;
+        explicit pairs are always kept as given.
+        """
         missing = [k for k in ("name", "joints", "parents") if k not in d]
         if missing:
             raise SkeletonError(f"{source}: skeleton definition lacks field(s) {missing}")
         try:
-            return cls(
+            fields = dict(
                 name=str(d["name"]),
                 joints=tuple(str(j) for j in d["joints"]),
                 parents=tuple(int(p) for p in d["parents"]),
                 spine=tuple(int(i) for i in d.get("spine", [])),
                 parts={str(k): tuple(int(i) for i in v) for k, v in d.get("parts", {}).items()},
                 left_right=tuple((int(a), int(b)) for a, b in d.get("left_right", [])),
-                hips=tuple(d["hips"]) if d.get("hips") is not None else None,
-                shoulders=tuple(d["shoulders"]) if d.get("shoulders") is not None else None,
+                hips=_pair(d["hips"], "hips") if d.get("hips") is not None else None,
+                shoulders=_pair(d["shoulders"], "shoulders") if d.get("shoulders") is not None else None,
                 center=int(d["center"]) if d.get("center") is not None else None,
             )
+            skeleton = cls(**fields)  # validates parents and parts before inference walks them
+            if skeleton.hips is not None and skeleton.shoulders is not None:
+                return skeleton
+            guessed = infer_lateral_pairs(skeleton.joints, skeleton.parents, skeleton.parts)
+            inferred = tuple(k for k in ("hips", "shoulders") if fields[k] is None and guessed[k] is not None)
+            if not inferred:
+                return skeleton
+            return cls(**{**fields, **{k: guessed[k] for k in inferred}, "inferred": inferred})
         except SkeletonError as e:
             raise SkeletonError(f"{source}: {e}") from None
         except (TypeError, ValueError) as e:
@@ -187,6 +206,124 @@ class Skeleton:
         if not isinstance(d, dict):
             raise SkeletonError(f"{source}: a skeleton file must hold a JSON object")
         return cls.from_dict(d, source=source)
+
+
+def _pair(value, key) -> tuple[int, int]:
+    pair = tuple(int(i) for i in value)
+    if len(pair) != 2:
+        raise SkeletonError(f"'{key}' must be a (left, right) pair of joint indices, got {list(value)}")
+    return pair
+
+
+# ---- inferring the lateral axis (hips / shoulders) from parts or joint names ----------------
+
+_SIDES = (("left", "left"), ("right", "right"), ("l", "left"), ("r", "right"))
+_LIMB_WORDS = {"leg": ("leg", "legs", "lowerlimb"), "arm": ("arm", "arms", "upperlimb")}
+# Joint-name stems (side removed), best first. "HipJoint" (CMU/ASF) sits at the root and
+# "LeftShoulder" of BVH/Mixamo rigs is the clavicle, so the upper-leg / upper-arm names
+# (where the limb really attaches) win over them when a rig has both.
+_JOINT_STEMS = {
+    "hips": ("hip", "upleg", "upperleg", "thigh", "femur"),
+    "shoulders": ("upperarm", "arm", "humerus", "shoulder"),
+}
+_PAIR_LIMB = {"hips": "leg", "shoulders": "arm"}
+
+
+def _side_and_stem(name: str) -> tuple[str | None, str]:
+    """``"LeftUpLeg"`` -> ("left", "upleg"); ``"hip_R"`` -> ("right", "hip"); ``"spine"`` -> (None, "spine").
+
+    Case-insensitive; the side may be a prefix or suffix (``left``/``right``/``l``/``r``),
+    written together (``lhip``, ``leftarm``) or apart (``l_hip``, ``Hip.L``, ``ShoulderLeft``).
+    """
+    words = re.findall(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+", name)
+    flat = "".join(words).lower()
+    first, last = (words[0].lower(), words[-1].lower()) if words else ("", "")
+    for token, side in _SIDES:  # a separate word first: "l_arm", "Arm.L", "lower_back" stays sideless
+        if len(words) > 1 and first == token:
+            return side, flat[len(token):]
+        if len(words) > 1 and last == token:
+            return side, flat[: -len(token)]
+    for token, side in _SIDES:  # then run together: "lhip", "leftarm", "hipl"
+        if flat.startswith(token) and len(flat) > len(token):
+            return side, flat[len(token):]
+        if flat.endswith(token) and len(flat) > len(token):
+            return side, flat[: -len(token)]
+    return None, flat
+
+
+def _sided(name: str, stems) -> str | None:
+    """The side of `name` when its stem (side removed) is one of `stems`, else None."""
+    side, stem = _side_and_stem(name)
+    if side is not None and stem in stems:
+        return side
+    flat = re.sub(r"[^a-z0-9]", "", name.lower())  # the other reading of e.g. "LArm" / "l_arm"
+    for token, side in _SIDES:
+        if any(flat in (token + stem, stem + token) for stem in stems):
+            return side
+    return None
+
+
+def _depths(parents) -> list[int]:
+    depth = []
+    for j in range(len(parents)):
+        d, k = 0, j
+        while parents[k] != -1:
+            d, k = d + 1, parents[k]
+        depth.append(d)
+    return depth
+
+
+def infer_lateral_pairs(joints, parents, parts) -> dict[str, tuple[int, int] | None]:
+    """Guess ``{"hips": (left, right) | None, "shoulders": ...}`` for a rig that does not say.
+
+    1. From ``parts``: a part whose name says left or right and leg (arm) -- ``left_leg``,
+       ``l_leg``, ``LeftLeg``, ``leg_r``, ``rightArm``, ... (case-insensitive; several
+       parts of one side are pooled). Each side's joint is the part's joint named like a
+       hip (shoulder) if it has one (``LeftUpLeg``, ``lhumerus``, ...), else the part's
+       joint closest to the root (smallest depth; ties: the lowest index).
+    2. Else from joint names alone: ``LeftUpLeg``/``RightUpLeg``, ``lhip``/``rhip``,
+       ``left_hip``, ``HipLeft``, ``lfemur``, ``LeftArm``, ``lshoulder``, ``lhumerus``, ...
+       (for each side the best stem of ``_JOINT_STEMS``; among equals the joint closest to
+       the root).
+
+    A pair is only returned when both sides are found and differ.
+    """
+    depth = _depths(parents)
+
+    def closest(candidates):
+        return min(candidates, key=lambda j: (depth[j], j))
+
+    def named(candidates, stems):
+        """side -> best joint among `candidates` named like one of `stems` (best stem, then closest)."""
+        found = {}
+        for j in candidates:
+            for rank, stem in enumerate(stems):
+                side = _sided(joints[j], (stem,))
+                if side is not None:
+                    found[side] = min(found.get(side, (rank, depth[j], j)), (rank, depth[j], j))
+                    break
+        return {side: best[2] for side, best in found.items()}
+
+    out: dict[str, tuple[int, int] | None] = {}
+    for key, limb in _PAIR_LIMB.items():
+        pair = None
+        limb_parts = {"left": [], "right": []}
+        for part_name, indices in parts.items():
+            side = _sided(part_name, _LIMB_WORDS[limb])
+            if side is not None and indices:
+                limb_parts[side].extend(indices)
+        if limb_parts["left"] and limb_parts["right"]:
+            chosen = {}
+            for side, indices in limb_parts.items():
+                by_name = named(sorted(set(indices)), _JOINT_STEMS[key])
+                chosen[side] = by_name.get(side, closest(indices))
+            pair = (chosen["left"], chosen["right"])
+        else:
+            by_name = named(range(len(joints)), _JOINT_STEMS[key])
+            if "left" in by_name and "right" in by_name:
+                pair = (by_name["left"], by_name["right"])
+        out[key] = pair if pair is not None and pair[0] != pair[1] else None
+    return out
 
 
 def _ntu25() -> Skeleton:
