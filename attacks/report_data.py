@@ -5,6 +5,16 @@ and the RobustnessReport row with its files.
 Everything numerical happens in `attacks.reports`; this module only queries, streams
 motions in chunks (a report over thousands of samples must not hold them all), writes
 files and saves the row.
+
+Engine versions: a run belongs to the engine (`attacks.generation.ENGINE_VERSION`) that
+computed it, recorded as config["engine"]; a run without the key was stored before the
+version existed, i.e. engine 1. Runs of an older engine compute another definition of
+the attack, so by default a report leaves them out altogether (a method whose runs are
+all old is then absent from the tables, not silently reported by an old run). With
+`ReportFilters(old_engines=True)` (`robustness_report --old-engines`) they are included
+for the (recognizer, method, attack) cells no current run covers, labelled '[engine N]' in
+the wide tables and by the engine / outdated columns of the long ones; a current run
+still always comes first (`reports.select_runs`).
 """
 from __future__ import annotations
 
@@ -18,21 +28,27 @@ from django.conf import settings
 from django.db.models import F
 from django.utils import timezone
 
-from . import reports
+from . import generation, reports
 from .models import AdversarialSample, GenerationRun, RobustnessReport, TransferResult
 
 
 @dataclass(frozen=True)
 class ReportFilters:
-    """Which rows a report covers; empty means all. `split` None means any split."""
+    """Which rows a report covers; empty means all. `split` None means any split.
+    `old_engines`: also runs of an older engine version (labelled; see the module doc)."""
 
     recognizers: tuple[str, ...] = ()
     datasets: tuple[str, ...] = ()
     methods: tuple[str, ...] = ()
     split: str | None = "test"
+    old_engines: bool = False
 
     def as_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        """The filters as stored with a report; old_engines only when set."""
+        out = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        if not out["old_engines"]:
+            del out["old_engines"]
+        return out
 
 
 @dataclass
@@ -43,7 +59,8 @@ class ReportResult:
 
 
 def report_records(filters: ReportFilters) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """(runs, samples, transfers) records in the columns `attacks.reports` documents."""
+    """(runs, samples, transfers) records in the columns `attacks.reports` documents;
+    runs of an older engine only with `filters.old_engines` (marked outdated)."""
     runs = GenerationRun.objects.select_related("recognizer__dataset").order_by("id")
     if filters.recognizers:
         runs = runs.filter(recognizer__name__in=filters.recognizers)
@@ -58,7 +75,10 @@ def report_records(filters: ReportFilters) -> tuple[pd.DataFrame, pd.DataFrame, 
                  "test_accuracy": np.nan if r.recognizer.test_accuracy is None else r.recognizer.test_accuracy,
                  "method": r.method, "strategy": r.strategy, "top_n": (r.config or {}).get("top_n"),
                  "total": r.total, "skipped": r.skipped, "created_at": r.created_at,
-                 "options": reports.options_label((r.config or {}).get("options"))} for r in runs]
+                 "options": reports.options_label((r.config or {}).get("options")),
+                 "engine": run_engine(r), "outdated": run_engine(r) != generation.ENGINE_VERSION} for r in runs]
+    if not filters.old_engines:
+        run_rows = [r for r in run_rows if not r["outdated"]]
     run_ids = [r["run_id"] for r in run_rows]
     samples = AdversarialSample.objects.filter(run_id__in=run_ids).order_by("id").values(
         "run_id", "clip_id", "success", "iterations", *reports.METRICS, sample_id=F("id"))
@@ -69,6 +89,16 @@ def report_records(filters: ReportFilters) -> tuple[pd.DataFrame, pd.DataFrame, 
                                  label=F("sample__label"))
     return (reports.frame(run_rows, reports.RUN_COLUMNS), reports.frame(list(samples), reports.SAMPLE_COLUMNS),
             reports.frame(list(transfers), reports.TRANSFER_COLUMNS))
+
+
+def run_engine(run: GenerationRun) -> int:
+    """The engine version that computed `run`: config["engine"], 1 for a run stored before
+    versioning (no key)."""
+    engine = (run.config or {}).get("engine", 1)
+    try:
+        return int(engine)
+    except (TypeError, ValueError):
+        return 1
 
 
 def vulnerability_features(run_id: int, chunk_size: int = 64) -> tuple[dict[str, np.ndarray], int]:

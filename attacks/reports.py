@@ -7,7 +7,9 @@ and on numpy arrays, so the paper's tables can be rebuilt and tested without a d
 Record columns:
 
 - runs: run_id, recognizer, arch, dataset, test_accuracy, method, strategy, top_n,
-  total, skipped, created_at (anything sortable; later = larger)
+  total, skipped, created_at (anything sortable; later = larger), options, and
+  optionally engine (the run's engine version) and outdated (True for a run of an older
+  engine than the current one; missing = False)
 - samples: sample_id, run_id, clip_id, success, iterations and the perceptual metric
   columns of `METRICS`
 - transfers: sample_id, target (recognizer name), label, label_clean, success
@@ -15,6 +17,9 @@ Record columns:
 Success rates always count samples: successes / attacked samples of one run. When
 several runs share a recognizer, method and attack, the one with the most attacked
 samples is reported (then the latest), never a pool of runs, so no clip counts twice.
+A current-engine run always comes before an outdated one (see `select_runs`); rows of
+outdated runs are labelled '[engine N]' in the wide tables and by the engine column of
+the long ones.
 """
 from __future__ import annotations
 
@@ -34,7 +39,7 @@ METRICS = ("mean_displacement", "max_displacement", "bone_length_error", "veloci
 METHOD_ORDER = ("smart", "iaa", "ciasa", "l2", "l2-acc", "l2-bone")
 CORRELATION_KINDS = ("displacement-displacement", "displacement-speed", "displacement-acceleration")
 RUN_COLUMNS = ("run_id", "recognizer", "arch", "dataset", "test_accuracy", "method", "strategy", "top_n",
-               "total", "skipped", "created_at", "options")
+               "total", "skipped", "created_at", "options", "engine", "outdated")
 SAMPLE_COLUMNS = ("sample_id", "run_id", "clip_id", "success", "iterations", *METRICS)
 TRANSFER_COLUMNS = ("sample_id", "target", "label", "label_clean", "success")
 MISSING = "–"
@@ -92,9 +97,12 @@ def options_label(options) -> str:
 
 
 def select_runs(runs, samples) -> pd.DataFrame:
-    """One run per (recognizer, method, attack): a run with the method's default options
-    before any variant (a sweep of w or γ in the same database must not stand in for the
-    method), then the most attacked samples, then the latest.
+    """One run per (recognizer, method, attack): a run of the current engine before any
+    outdated one (a run of an older engine never stands in for the method while a current
+    one exists, even a current variant: including old runs only adds rows, it never changes
+    one), among outdated runs the newest engine; then a run with the method's default
+    options before any variant (a sweep of w or γ in the same database must not stand in
+    for the method), then the most attacked samples, then the latest.
 
     Adds the columns attack, attacked and succeeded (per-sample counts)."""
     runs, samples = frame(runs, RUN_COLUMNS), frame(samples, SAMPLE_COLUMNS)
@@ -103,8 +111,13 @@ def select_runs(runs, samples) -> pd.DataFrame:
     runs["attack"] = [attack_name(s, n) for s, n in zip(runs["strategy"], runs["top_n"])]
     runs = runs.join(counts, on="run_id")
     runs[["attacked", "succeeded"]] = runs[["attacked", "succeeded"]].fillna(0).astype(int)
+    runs["outdated"] = runs["outdated"].astype(object).where(runs["outdated"].notna(), False).astype(bool)
+    runs["current_engine"] = ~runs["outdated"]
+    runs["engine_rank"] = pd.to_numeric(runs["engine"], errors="coerce").fillna(0)
     runs["default_options"] = runs["options"].fillna("").eq("")
-    runs = runs.sort_values(["default_options", "attacked", "created_at", "run_id"], ascending=False, kind="stable")
+    runs = runs.sort_values(["current_engine", "engine_rank", "default_options", "attacked", "created_at", "run_id"],
+                            ascending=False, kind="stable")
+    runs = runs.drop(columns=["current_engine", "engine_rank"])
     return runs.drop_duplicates(["recognizer", "method", "attack"]).reset_index(drop=True)
 
 
@@ -116,7 +129,7 @@ def success_table(runs, samples, method: str = "smart") -> pd.DataFrame:
     chosen["order"] = chosen["attack"].map(_attack_order)
     chosen = chosen.sort_values(["dataset", "arch", "recognizer", "order"], kind="stable")
     cols = ["recognizer", "arch", "dataset", "test_accuracy", "attack", "method", "run_id", "total", "skipped",
-            "attacked", "succeeded", "success_rate"]
+            "attacked", "succeeded", "success_rate", "engine", "outdated"]
     return chosen[cols].reset_index(drop=True)
 
 
@@ -142,7 +155,7 @@ def table1(long: pd.DataFrame) -> pd.DataFrame:
             row[f"{dataset} clean"] = f"{100 * acc:.2f}"
             sums.setdefault(f"{dataset} clean", []).append(acc)
         for r in group.itertuples():
-            row[f"{dataset} {r.attack}"] = _cell(r.succeeded, r.attacked)
+            row[f"{dataset} {r.attack}"] = _cell(r.succeeded, r.attacked) + _engine_note(r)
             if r.attacked:
                 sums.setdefault(f"{dataset} {r.attack}", []).append(r.success_rate)
     mean = {"recognizer": "mean"}
@@ -170,18 +183,19 @@ def transfer_table(runs, samples, transfers, attack: str = "AB", method: str = "
     chosen = chosen[(chosen["method"] == method) & (chosen["attack"] == attack)]
     samples = frame(samples, SAMPLE_COLUMNS)
     transfers = frame(transfers, TRANSFER_COLUMNS)
-    cols = ["source", "target", "attacked", "succeeded", "success_rate", "excluded"]
+    cols = ["source", "target", "attacked", "succeeded", "success_rate", "excluded", "engine", "outdated"]
     rows = []
     for run in chosen.itertuples():
         own = samples[samples["run_id"] == run.run_id]
+        engine = {"engine": run.engine, "outdated": run.outdated}
         rows.append({"source": run.recognizer, "target": run.recognizer, "attacked": len(own),
-                     "succeeded": int(own["success"].astype(bool).sum()), "excluded": 0})
+                     "succeeded": int(own["success"].astype(bool).sum()), "excluded": 0, **engine})
         judged = transfers[transfers["sample_id"].isin(own["sample_id"]) & (transfers["target"] != run.recognizer)]
         for target, group in judged.groupby("target", sort=True):
             keep = group["label_clean"] == group["label"] if clean_correct_only else np.ones(len(group), bool)
             rows.append({"source": run.recognizer, "target": target, "attacked": int(keep.sum()),
                          "succeeded": int(group["success"].astype(bool)[keep].sum()),
-                         "excluded": int(len(group) - keep.sum())})
+                         "excluded": int(len(group) - keep.sum()), **engine})
     out = pd.DataFrame(rows, columns=[c for c in cols if c != "success_rate"])
     out["success_rate"] = _rate(out["succeeded"], out["attacked"])
     return out[cols]
@@ -195,7 +209,8 @@ def transfer_matrix(cells: pd.DataFrame) -> pd.DataFrame:
         row = {"source": source}
         for target in names:
             hit = cells[(cells["source"] == source) & (cells["target"] == target)]
-            row[target] = MISSING if not len(hit) else _cell(hit["succeeded"].iloc[0], hit["attacked"].iloc[0])
+            row[target] = MISSING if not len(hit) else (_cell(hit["succeeded"].iloc[0], hit["attacked"].iloc[0])
+                                                        + _engine_note(hit.iloc[0]))
         rows.append(row)
     return pd.DataFrame(rows, columns=["source", *names])
 
@@ -216,14 +231,17 @@ def method_comparison(runs, samples) -> tuple[pd.DataFrame, pd.DataFrame]:
             s = per_method[r.method]
             ok = s[s["success"].astype(bool)]
             base = {"recognizer": recognizer, "dataset": r.dataset, "attack": attack, "method": r.method}
+            engine = {"engine": r.engine, "outdated": r.outdated}
             upper.append({**base, "attacked": r.attacked, "succeeded": r.succeeded,
-                          "success_rate": _rate(r.succeeded, r.attacked), **_metric_means(ok)})
+                          "success_rate": _rate(r.succeeded, r.attacked), **_metric_means(ok), **engine})
             both = ok[ok["clip_id"].isin(common)]
-            matched.append({**base, "methods_compared": len(per_method), "matched": len(both), **_metric_means(both)})
+            matched.append({**base, "methods_compared": len(per_method), "matched": len(both), **_metric_means(both),
+                            **engine})
     metric_cols = ["iterations_to_success", *METRICS]
     base = ["recognizer", "dataset", "attack", "method"]
-    return (pd.DataFrame(upper, columns=[*base, "attacked", "succeeded", "success_rate", *metric_cols]),
-            pd.DataFrame(matched, columns=[*base, "methods_compared", "matched", *metric_cols]))
+    return (pd.DataFrame(upper, columns=[*base, "attacked", "succeeded", "success_rate", *metric_cols, "engine",
+                                         "outdated"]),
+            pd.DataFrame(matched, columns=[*base, "methods_compared", "matched", *metric_cols, "engine", "outdated"]))
 
 
 # --------------------------------------------------------------------------- joint vulnerability
@@ -478,6 +496,15 @@ def _rate(succeeded, attacked):
     s = pd.Series(succeeded, dtype=float)
     n = pd.Series(attacked, dtype=float)
     return (s / n.where(n > 0)).astype(float)
+
+
+def _engine_note(row) -> str:
+    """' [engine N]' for a row of an outdated run (included on request), else ''."""
+    outdated = getattr(row, "outdated", False)
+    if _isnan(outdated) or not bool(outdated):
+        return ""
+    engine = getattr(row, "engine", None)
+    return f" [engine {MISSING if engine is None or _isnan(engine) else int(engine)}]"
 
 
 def _cell(succeeded, attacked) -> str:

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from django.core.management import call_command
 
-from attacks import reports
+from attacks import generation, reports
 from attacks.models import (AdversarialSample, Clip, Dataset, DatasetSplit, GenerationRun, Recognizer,
                             RobustnessReport, TransferResult)
 from attacks.report_data import ReportFilters, report_records
@@ -48,10 +48,14 @@ class World:
                                          status="ready", test_accuracy=accuracy)
 
     def run(self, recognizer, method, strategy, successes, top_n=None, skipped=0, split="test", seed=0,
-            motions=None, metric_offset=0.0, options=None):
-        """One run whose k-th sample attacks clip k and succeeded iff successes[k]."""
+            motions=None, metric_offset=0.0, options=None, engine=None):
+        """One run whose k-th sample attacks clip k and succeeded iff successes[k]; of the
+        current engine unless `engine` is given (False: no engine key, a pre-versioning run)."""
         config = {"method": method, "strategy": strategy, "top_n": top_n, "target": "random" if strategy == "sa"
-                  else None, "iterations": 300, "split": split, "limit": None, "seed": seed, "options": options or {}}
+                  else None, "iterations": 300, "split": split, "limit": None, "seed": seed, "options": options or {},
+                  "engine": generation.ENGINE_VERSION if engine is None else engine}
+        if engine is False:
+            del config["engine"]
         run = GenerationRun.objects.create(recognizer=recognizer, method=method, strategy=strategy, split=split,
                                            config=config, config_hash=GenerationRun.hash_config(config),
                                            status="done", total=len(successes) + skipped, skipped=skipped)
@@ -367,3 +371,112 @@ def test_command_rejects_unknown_names(world, data_dir):
     from django.core.management.base import CommandError
     with pytest.raises(CommandError, match="no recognizer named nope"):
         call_command("robustness_report", out=str(data_dir / "x"), recognizer=["nope"])
+
+
+# --------------------------------------------------------------------------- engine versions
+
+def _old_world(world):
+    """Old-engine runs beside the world's current ones: for toy-stgcn SMART AB and IAA AB
+    (bigger, newer, default options, all successes: they would win on every other rule),
+    for toy-agcn SMART SA and IAA AB, which no current run covers, and a pre-versioning
+    (no engine key) SMART AB3 on other-stgcn."""
+    stgcn, agcn, other = (Recognizer.objects.get(name=n) for n in ("toy-stgcn", "toy-agcn", "other-stgcn"))
+    w = World(seed=7)
+    w.clips = world.clips
+    old = generation.ENGINE_VERSION - 1
+    w.old_ab = w.run(stgcn, "smart", "ab", [1] * 6, engine=old)
+    w.old_iaa = w.run(stgcn, "iaa", "ab", [1] * 6, engine=old)
+    w.old_sa = w.run(agcn, "smart", "sa", [1, 0, 1, 0, 1, 0], engine=old)
+    w.old_agcn_iaa = w.run(agcn, "iaa", "ab", [1, 1, 0, 0, 0, 0], engine=old)
+    w.unversioned = w.run(other, "smart", "abn", [1, 1], top_n=3, engine=False)
+    return w, old
+
+
+def test_an_old_engine_run_never_stands_in_by_default(world):
+    w, _ = _old_world(world)
+    runs = report_records(ReportFilters())[0]
+    assert not set(runs["run_id"]) & {w.old_ab.pk, w.old_iaa.pk, w.old_sa.pk, w.old_agcn_iaa.pk, w.unversioned.pk}
+    t = tables_for()
+    long = t["table1_long"]
+    assert cell(long, "toy-stgcn", "AB", "run_id") == world.ab.pk and cell(long, "toy-stgcn", "AB") == 3 / 4
+    assert not ((long["recognizer"] == "toy-agcn") & (long["attack"] == "SA")).any()  # only an old run: absent
+    assert not ((long["recognizer"] == "other-stgcn") & (long["attack"] == "AB3")).any()
+    assert not long["outdated"].any() and set(long["engine"]) == {generation.ENGINE_VERSION}
+    assert "[engine" not in t["table1"].to_string()
+    upper = t["table4"].set_index(["recognizer", "attack", "method"])
+    assert upper.loc[("toy-stgcn", "AB", "iaa"), "success_rate"] == 3 / 4  # the current IAA run, not the old 6/6
+    assert ("toy-agcn", "AB", "iaa") not in upper.index
+    assert t["table3_transfer_ab_long"].set_index(["source", "target"]).loc[
+        ("toy-stgcn", "toy-stgcn"), "success_rate"] == 3 / 4
+
+
+def test_old_engine_runs_on_request_only_fill_gaps_and_are_labelled(world):
+    w, old = _old_world(world)
+    t = tables_for(ReportFilters(old_engines=True))
+    long = t["table1_long"]
+    # a current run exists: it is still the one reported, however large and new the old one
+    assert cell(long, "toy-stgcn", "AB", "run_id") == world.ab.pk and not cell(long, "toy-stgcn", "AB", "outdated")
+    # no current run: the old one, marked
+    assert cell(long, "toy-agcn", "SA", "run_id") == w.old_sa.pk
+    assert cell(long, "toy-agcn", "SA", "outdated") and cell(long, "toy-agcn", "SA", "engine") == old
+    assert cell(long, "other-stgcn", "AB3", "engine") == 1  # no engine key: stored before versioning
+    wide = t["table1"].set_index("recognizer")
+    assert wide.loc["agcn", "toy SA"] == f"50.00 (3/6) [engine {old}]"
+    assert wide.loc["stgcn", "toy AB"] == "75.00 (3/4)" and wide.loc["stgcn", "other AB3"] == "100.00 (2/2) [engine 1]"
+    upper = t["table4"].set_index(["recognizer", "attack", "method"])
+    assert upper.loc[("toy-stgcn", "AB", "iaa"), "success_rate"] == 3 / 4
+    assert not upper.loc[("toy-stgcn", "AB", "iaa"), "outdated"]
+    assert upper.loc[("toy-agcn", "AB", "iaa"), "outdated"] and upper.loc[("toy-agcn", "AB", "iaa"), "engine"] == old
+    # the rows of current runs are those of the default report
+    default = tables_for()["table1_long"]
+    assert long[~long["outdated"]].reset_index(drop=True).equals(default)
+
+
+def test_a_current_variant_comes_before_an_old_default_run(world):
+    stgcn = Recognizer.objects.get(name="toy-stgcn")
+    w = World(seed=9)
+    w.clips = world.clips
+    old = w.run(stgcn, "l2", "ab", [1] * 6, engine=generation.ENGINE_VERSION - 1)
+    variant = w.run(stgcn, "l2", "ab", [1, 0], options={"w": 0.8})
+    upper = tables_for(ReportFilters(old_engines=True))["table4"]
+    row = upper[(upper["recognizer"] == "toy-stgcn") & (upper["method"] == "l2")]
+    assert row[["attacked", "succeeded"]].values.tolist() == [[2, 1]] and not row["outdated"].iloc[0]
+    chosen = reports.select_runs(*report_records(ReportFilters(old_engines=True))[:2])
+    assert old.pk not in set(chosen["run_id"]) and variant.pk in set(chosen["run_id"])
+
+
+def test_select_runs_prefers_the_current_engine_over_a_larger_later_default():
+    base = {"recognizer": "r", "arch": "a", "dataset": "d", "test_accuracy": 1.0, "method": "smart", "strategy": "ab",
+            "top_n": None, "total": 9, "skipped": 0}
+    runs = [{**base, "run_id": 1, "created_at": 1, "options": "w=0.6", "engine": 3, "outdated": False},
+            {**base, "run_id": 2, "created_at": 2, "options": "", "engine": 2, "outdated": True},
+            {**base, "run_id": 3, "created_at": 3, "options": "", "engine": 1, "outdated": True}]
+    samples = [{"sample_id": 10 * r + k, "run_id": r, "clip_id": k, "success": True, "iterations": 1,
+                **{m: 0.0 for m in reports.METRICS}} for r, n in [(1, 1), (2, 5), (3, 9)] for k in range(n)]
+    assert reports.select_runs(runs, samples)["run_id"].tolist() == [1]
+    assert reports.select_runs(runs[1:], samples)["run_id"].tolist() == [2]  # among old ones the newest engine
+
+
+def test_report_follows_the_current_engine_version(world, monkeypatch):
+    monkeypatch.setattr(generation, "ENGINE_VERSION", generation.ENGINE_VERSION + 1)  # every stored run is old now
+    assert len(report_records(ReportFilters())[0]) == 0
+    assert len(tables_for()["table1_long"]) == 0
+    assert tables_for(ReportFilters(old_engines=True))["table1_long"]["outdated"].all()
+
+
+def test_command_old_engines_flag(world, data_dir, capsys):
+    w, old = _old_world(world)
+    call_command("robustness_report", "--out", str(data_dir / "current"), "--recognizer", "toy-agcn")
+    report = RobustnessReport.objects.get()
+    assert "old_engines" not in report.filters
+    assert {r["attack"] for r in report.tables["table1_long"]} == {"AB"}
+    assert "[engine" not in capsys.readouterr().out
+
+    call_command("robustness_report", "--out", str(data_dir / "all"), "--recognizer", "toy-agcn", "--old-engines")
+    report = RobustnessReport.objects.latest("pk")
+    assert report.filters["old_engines"] is True
+    rows = {r["attack"]: r for r in report.tables["table1_long"]}
+    assert rows["SA"]["run_id"] == w.old_sa.pk and rows["SA"]["outdated"] is True and rows["SA"]["engine"] == old
+    assert rows["AB"]["run_id"] == world.agcn_ab.pk and rows["AB"]["outdated"] is False
+    assert f"[engine {old}]" in capsys.readouterr().out
+    assert f"[engine {old}]" in (data_dir / "all" / "report.md").read_text()

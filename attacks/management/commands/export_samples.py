@@ -3,6 +3,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from attacks.models import AdversarialSample
 
+from ._options import add_list_option, split_values
+
 
 class Command(BaseCommand):
     help = ("Write adversarial samples to .npz: original, adversarial (N, M, T, V, 3), label, adversarial_label, "
@@ -10,14 +12,18 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("out")
-        parser.add_argument("--recognizer", nargs="*", default=[])
-        parser.add_argument("--method", nargs="*", default=[])
-        parser.add_argument("--strategy", nargs="*", default=[])
-        parser.add_argument("--run", type=int, nargs="*", default=[])
+        # One value per flag (repeatable, or comma-separated): `--method smart --strategy ab OUT.npz`
+        # must leave OUT.npz to the positional, which nargs="*" swallowed.
+        add_list_option(parser, "--recognizer", help="Only samples made on these recognizers")
+        add_list_option(parser, "--method", help="Only samples of these methods")
+        add_list_option(parser, "--strategy", help="Only samples of these strategies (ab, abn, sa)")
+        add_list_option(parser, "--run", type=int, help="Only samples of these generation runs (ids)")
         parser.add_argument("--successful", action="store_true", help="Only samples that fooled the recognizer")
 
     def handle(self, *args, **o):
-        qs = AdversarialSample.objects.matching(o["recognizer"], o["method"], o["strategy"], o["run"]) \
+        filters = [split_values(o[key], type, f"--{key}") or [] for key, type in
+                   (("recognizer", str), ("method", str), ("strategy", str), ("run", int))]
+        qs = AdversarialSample.objects.matching(*filters) \
             .select_related("recognizer", "clip").order_by("run_id", "clip__index")
         if o["successful"]:
             qs = qs.filter(success=True)

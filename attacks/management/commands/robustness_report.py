@@ -17,6 +17,9 @@ class Command(BaseCommand):
         parser.add_argument("--split", default="test", help="Split the runs attacked; 'any' for all")
         parser.add_argument("--vulnerability-attack", default="AB",
                             help="Attack whose successful SMART samples feed the joint analysis (AB, AB3, SA, ...)")
+        parser.add_argument("--old-engines", action="store_true",
+                            help="Also report runs of an older engine version where no current run exists, "
+                                 "labelled [engine N] (left out by default)")
         parser.add_argument("--out", required=True, help="Output folder")
         parser.add_argument("--name", default=None)
 
@@ -24,7 +27,8 @@ class Command(BaseCommand):
         self._check_names(Recognizer, o["recognizer"], "recognizer")
         self._check_names(Dataset, o["dataset"], "dataset")
         filters = ReportFilters(recognizers=tuple(o["recognizer"]), datasets=tuple(o["dataset"]),
-                                methods=tuple(o["method"]), split=None if o["split"] == "any" else o["split"])
+                                methods=tuple(o["method"]), split=None if o["split"] == "any" else o["split"],
+                                old_engines=bool(o["old_engines"]))
         result = build_report(filters, o["out"], name=o["name"], vulnerability_attack=o["vulnerability_attack"])
         self.stdout.write(reports.text_tables(result.tables))
         self.stdout.write("")

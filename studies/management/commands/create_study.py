@@ -3,6 +3,8 @@ participant link."""
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.text import slugify
 
+from attacks.management.commands._options import add_list_option, split_values
+
 from studies.assignment import build_pool
 from studies.models import Study
 from studies.protocols import KINDS, get_protocol
@@ -16,10 +18,11 @@ class Command(BaseCommand):
         parser.add_argument("kind", choices=KINDS)
         parser.add_argument("--name", required=True)
         parser.add_argument("--slug", help="URL name (default: from --name)")
-        parser.add_argument("--datasets", nargs="*", default=None, help="dataset names the stimuli come from")
-        parser.add_argument("--recognizers", nargs="*", default=None, help="recognizer names")
-        parser.add_argument("--methods", nargs="*", default=None, help="attack methods (protocol default if omitted)")
-        parser.add_argument("--strategies", nargs="*", default=None, help="attack strategies, e.g. ab")
+        # One value per flag (repeatable, or comma-separated), so none swallows the `kind` positional.
+        add_list_option(parser, "--datasets", default=None, help="dataset names the stimuli come from")
+        add_list_option(parser, "--recognizers", default=None, help="recognizer names")
+        add_list_option(parser, "--methods", default=None, help="attack methods (protocol default if omitted)")
+        add_list_option(parser, "--strategies", default=None, help="attack strategies, e.g. ab")
         parser.add_argument("--participants", type=int, default=None, help="target number of participants")
         parser.add_argument("--trials", type=int, default=None, help="trials per participant (paper's by default)")
         parser.add_argument("--practice", type=int, default=None, help="practice trials with feedback")
@@ -31,8 +34,9 @@ class Command(BaseCommand):
 
     def handle(self, *args, **o):
         config = {key: value for key, value in {
-            "datasets": o["datasets"], "recognizers": o["recognizers"], "methods": o["methods"],
-            "strategies": o["strategies"], "target_participants": o["participants"],
+            **{key: split_values(o[key], str, f"--{key}")
+               for key in ("datasets", "recognizers", "methods", "strategies")},
+            "target_participants": o["participants"],
             "trials_per_participant": o["trials"], "practice_trials": o["practice"],
             "slow_motion": o["slow_motion"], "redirect_url": o["redirect_url"],
             "completion_code": o["completion_code"]}.items() if value is not None}
