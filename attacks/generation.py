@@ -21,9 +21,10 @@ from django.utils import timezone
 from . import protocol_view
 from .evaluation import predict as predict_probs
 from .evaluation import predict_logits
-from .losses import STRATEGIES, attack_success
+from .losses import PERCEPTUAL_KINDS, STRATEGIES, attack_success
 from .methods import (METHODS, MotionDiscriminator, attack_in_batches, method_config, random_targets,
                       train_motion_discriminator)
+from .methods.smart import DEFAULT_PRESET, PRESET_VERSIONS, PRESETS
 from .metrics import perceptual_metrics
 from .models import AdversarialSample, GenerationRun, Recognizer, TransferResult, motion_to_bytes
 from .recognition import RecognitionError, load_model, model_inputs, recognizer_inputs, split_clips, view_protocol
@@ -72,18 +73,30 @@ ENGINE_VERSION = 3
 
 
 def generation_config(method, strategy, *, top_n=3, target=None, iterations=300, split="test", limit=None,
-                      seed=0, options=None, margin=0.0) -> dict:
+                      seed=0, options=None, margin=0.0, preset=None) -> dict:
     """The run's identity; `method_config` validates the options (unknown ones raise).
 
     margin: success only when the wrong (SA: the target) class leads by that much in logits.
+    preset: SMART and its ablations only, a named reading (`smart.PRESETS`; default
+    `smart.DEFAULT_PRESET`), stored with its version; options override its values.
     """
     if method not in METHODS:
         raise RecognitionError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
     if strategy not in STRATEGIES:
         raise RecognitionError(f"unknown strategy {strategy!r}: choose one of {', '.join(STRATEGIES)}")
     options = dict(options or {})
+    preset = preset or options.pop("preset", None)
+    if method in PERCEPTUAL_KINDS:
+        preset = preset or DEFAULT_PRESET
+        if preset not in PRESETS:
+            raise RecognitionError(f"unknown SMART preset {preset!r}: choose one of {', '.join(PRESETS)}")
+        options_for_check = {**options, "preset": preset}
+    elif preset:
+        raise RecognitionError(f"--preset applies to smart, l2, l2-acc and l2-bone, not {method}")
+    else:
+        options_for_check = options
     try:
-        method_config(method, **options)
+        method_config(method, **options_for_check)
     except (TypeError, ValueError) as e:
         raise RecognitionError(f"invalid option for {method}: {e}") from None
     if strategy == "sa" and target is None:
@@ -94,7 +107,8 @@ def generation_config(method, strategy, *, top_n=3, target=None, iterations=300,
         raise RecognitionError(f"--margin must be >= 0 (logits), got {margin}")
     return {"margin": float(margin), "method": method, "strategy": strategy, "top_n": int(top_n) if strategy == "abn" else None,
             "target": target, "iterations": int(iterations), "split": split, "limit": limit, "seed": int(seed),
-            "options": options, "engine": ENGINE_VERSION}
+            "options": options, "engine": ENGINE_VERSION,
+            **({"preset": {"name": preset, "version": PRESET_VERSIONS[preset]}} if preset else {})}
 
 
 def generate_samples(recognizer: Recognizer, config: dict, *, batch_size=64, device="cpu",
@@ -160,6 +174,8 @@ def load_scope(run: GenerationRun, *, clips=None, labels=None) -> GenerationScop
         clips, labels = _scope_clips(run)
     skeleton = recognizer.dataset.get_skeleton()
     options = dict(run.config["options"])
+    if run.config.get("preset"):
+        options["preset"] = run.config["preset"]["name"]
     if _needs_discriminator(run.config) and discriminator_path(run).exists():
         options["discriminator"] = load_discriminator(discriminator_path(run), skeleton)
     return GenerationScope(run=run, recognizer=recognizer, config=run.config, clips=clips, labels=labels,

@@ -75,26 +75,36 @@ def perceptual_terms(
     gamma_on_squared: bool = False,
     dyn_reduction: str = "mean",
     fps=None,
+    acc_gamma: bool = True,
+    bone_reduction: str = "mean",
+    unit: float = 1.0,
 ) -> list[tuple[float, torch.Tensor]]:
     """The terms of a perceptual loss as [(coefficient, per-sample value (N,)), ...], zero
     coefficients left out; kept apart so that an attack can balance their gradients.
 
     fps: None (derivatives per frame), or the frame rate, a number or one per sample (N,),
-    for derivatives per second.
+    for derivatives per second. acc_gamma=False leaves the derivative terms (order > 0)
+    unweighted by γ, as the authors' released code does. bone_reduction: l_bl over
+    frames, "mean" (paper Eq. 4) or "sum" (the released code). unit: metres per unit the
+    loss is computed in (positions are divided by it), e.g. the scale of normalised data.
     """
     if kind not in PERCEPTUAL_KINDS:
         raise ValueError(f"unknown perceptual loss {kind!r}: choose one of {', '.join(PERCEPTUAL_KINDS)}")
-    if dyn_reduction not in DYN_REDUCTIONS:
-        raise ValueError(f"unknown dyn_reduction {dyn_reduction!r}: choose one of {', '.join(DYN_REDUCTIONS)}")
+    for name, value in (("dyn_reduction", dyn_reduction), ("bone_reduction", bone_reduction)):
+        if value not in DYN_REDUCTIONS:
+            raise ValueError(f"unknown {name} {value!r}: choose one of {', '.join(DYN_REDUCTIONS)}")
+    if unit != 1.0:
+        q_adv, q = q_adv / unit, q / unit
     gamma = joint_weights(skeleton, spine_weight, other_weight, q)
     rate = None if fps is None else frame_rates(fps, q)
 
     def dyn(order):
-        return dynamics_term(q_adv, q, order, gamma, mask=mask, gamma_on_squared=gamma_on_squared,
+        weights = gamma if acc_gamma or order == 0 else torch.ones_like(gamma)
+        return dynamics_term(q_adv, q, order, weights, mask=mask, gamma_on_squared=gamma_on_squared,
                              reduction=dyn_reduction, fps=rate)
 
     def bone():
-        return bone_length_term(q_adv, q, skeleton, mask=mask)
+        return bone_length_term(q_adv, q, skeleton, mask=mask, reduction=bone_reduction)
 
     if kind == "smart":
         terms = [(alpha * float(b), dyn(n)) for n, b in enumerate(betas) if b != 0 and alpha != 0]
@@ -157,10 +167,12 @@ def dynamics_term(q_adv, q, order, gamma, mask=None, gamma_on_squared=False, red
     return (per_frame if frames is None else per_frame * frames.to(per_frame.dtype)).sum(dim=1)
 
 
-def bone_length_term(q_adv, q, skeleton, mask=None) -> torch.Tensor:
-    """l_bl: mean over frames of Σ_{m,b} (Bl(q) − Bl(q̂))², (N,)."""
+def bone_length_term(q_adv, q, skeleton, mask=None, reduction="mean") -> torch.Tensor:
+    """l_bl: mean (or sum) over frames of Σ_{m,b} (Bl(q) − Bl(q̂))², (N,)."""
     diff = safe_bone_lengths(q_adv, skeleton) - safe_bone_lengths(q, skeleton)  # (N, M, T, B)
     per_frame = diff.square().sum(dim=(1, 3))
+    if reduction == "sum":
+        return (per_frame if mask is None else per_frame * mask.to(per_frame.dtype)).sum(dim=1)
     return _mean_over_frames(per_frame, mask)
 
 

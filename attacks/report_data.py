@@ -29,6 +29,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from . import generation, reports
+from .methods.smart import DEFAULT_PRESET
 from .models import AdversarialSample, GenerationRun, RobustnessReport, TransferResult
 
 
@@ -75,20 +76,38 @@ def report_records(filters: ReportFilters) -> tuple[pd.DataFrame, pd.DataFrame, 
                  "test_accuracy": np.nan if r.recognizer.test_accuracy is None else r.recognizer.test_accuracy,
                  "method": r.method, "strategy": r.strategy, "top_n": (r.config or {}).get("top_n"),
                  "total": r.total, "skipped": r.skipped, "created_at": r.created_at,
-                 "options": reports.options_label((r.config or {}).get("options")),
+                 "options": reports.options_label(_variant_options(r.config or {})),
+                 "preset": preset_label(r.config or {}),
                  "engine": run_engine(r), "outdated": run_engine(r) != generation.ENGINE_VERSION} for r in runs]
     if not filters.old_engines:
         run_rows = [r for r in run_rows if not r["outdated"]]
     run_ids = [r["run_id"] for r in run_rows]
     samples = AdversarialSample.objects.filter(run_id__in=run_ids).order_by("id").values(
-        "run_id", "clip_id", "success", "iterations", *reports.METRICS, sample_id=F("id"))
+        "run_id", "clip_id", "success", "attack_success", "iterations", *reports.METRICS, sample_id=F("id"))
     transfers = TransferResult.objects.filter(sample__run_id__in=run_ids).order_by("id")
     if filters.recognizers:
         transfers = transfers.filter(recognizer__name__in=filters.recognizers)
-    transfers = transfers.values("sample_id", "label_clean", "success", target=F("recognizer__name"),
+    transfers = transfers.values("sample_id", "label_clean", "success", "in_target_training",
+                                 target=F("recognizer__name"),
                                  label=F("sample__label"))
     return (reports.frame(run_rows, reports.RUN_COLUMNS), reports.frame(list(samples), reports.SAMPLE_COLUMNS),
             reports.frame(list(transfers), reports.TRANSFER_COLUMNS))
+
+
+def preset_label(config: dict) -> str:
+    """'name vN' of a SMART-family run's preset ('' for other methods and older runs)."""
+    preset = config.get("preset")
+    return f"{preset['name']} v{preset['version']}" if isinstance(preset, dict) else ""
+
+
+def _variant_options(config: dict) -> dict:
+    """A run's options, plus its preset when it is not the default one: a run of another
+    preset is a variant of the method, as a run with another w is."""
+    options = dict(config.get("options") or {})
+    preset = config.get("preset")
+    if isinstance(preset, dict) and preset.get("name") != DEFAULT_PRESET:
+        options["preset"] = preset["name"]
+    return options
 
 
 def run_engine(run: GenerationRun) -> int:

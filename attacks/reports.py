@@ -39,9 +39,9 @@ METRICS = ("mean_displacement", "max_displacement", "bone_length_error", "veloci
 METHOD_ORDER = ("smart", "iaa", "ciasa", "l2", "l2-acc", "l2-bone")
 CORRELATION_KINDS = ("displacement-displacement", "displacement-speed", "displacement-acceleration")
 RUN_COLUMNS = ("run_id", "recognizer", "arch", "dataset", "test_accuracy", "method", "strategy", "top_n",
-               "total", "skipped", "created_at", "options", "engine", "outdated")
-SAMPLE_COLUMNS = ("sample_id", "run_id", "clip_id", "success", "iterations", *METRICS)
-TRANSFER_COLUMNS = ("sample_id", "target", "label", "label_clean", "success")
+               "total", "skipped", "created_at", "options", "engine", "outdated", "preset")
+SAMPLE_COLUMNS = ("sample_id", "run_id", "clip_id", "success", "attack_success", "iterations", *METRICS)
+TRANSFER_COLUMNS = ("sample_id", "target", "label", "label_clean", "success", "in_target_training")
 MISSING = "–"
 
 
@@ -106,11 +106,14 @@ def select_runs(runs, samples) -> pd.DataFrame:
 
     Adds the columns attack, attacked and succeeded (per-sample counts)."""
     runs, samples = frame(runs, RUN_COLUMNS), frame(samples, SAMPLE_COLUMNS)
-    counts = samples.groupby("run_id")["success"].agg(attacked="size", succeeded=lambda s: int(s.astype(bool).sum()))
+    counts = samples.groupby("run_id").agg(
+        attacked=("success", "size"), succeeded=("success", lambda s: int(s.astype(bool).sum())),
+        succeeded_in_loop=("attack_success", lambda s: int(s.fillna(False).astype(bool).sum())))
     runs = runs.copy()
     runs["attack"] = [attack_name(s, n) for s, n in zip(runs["strategy"], runs["top_n"])]
     runs = runs.join(counts, on="run_id")
-    runs[["attacked", "succeeded"]] = runs[["attacked", "succeeded"]].fillna(0).astype(int)
+    runs[["attacked", "succeeded", "succeeded_in_loop"]] = \
+        runs[["attacked", "succeeded", "succeeded_in_loop"]].fillna(0).astype(int)
     runs["outdated"] = runs["outdated"].astype(object).where(runs["outdated"].notna(), False).astype(bool)
     runs["current_engine"] = ~runs["outdated"]
     runs["engine_rank"] = pd.to_numeric(runs["engine"], errors="coerce").fillna(0)
@@ -122,14 +125,20 @@ def select_runs(runs, samples) -> pd.DataFrame:
 
 
 def success_table(runs, samples, method: str = "smart") -> pd.DataFrame:
-    """Long form of Table 1: one row per recognizer and attack of `method` with its counts."""
+    """Long form of Table 1: one row per recognizer and attack of `method` with its counts.
+
+    `succeeded` counts samples whose stored motion fools the recognizer through its own
+    preprocessing (what `classify` reports: success after storage); `succeeded_in_loop`
+    those the attack loop judged successful when it froze them."""
     chosen = select_runs(runs, samples)
     chosen = chosen[chosen["method"] == method].copy()
     chosen["success_rate"] = _rate(chosen["succeeded"], chosen["attacked"])
     chosen["order"] = chosen["attack"].map(_attack_order)
     chosen = chosen.sort_values(["dataset", "arch", "recognizer", "order"], kind="stable")
-    cols = ["recognizer", "arch", "dataset", "test_accuracy", "attack", "method", "run_id", "total", "skipped",
-            "attacked", "succeeded", "success_rate", "engine", "outdated"]
+    chosen["success_rate_in_loop"] = _rate(chosen["succeeded_in_loop"], chosen["attacked"])
+    cols = ["recognizer", "arch", "dataset", "test_accuracy", "attack", "method", "preset", "run_id", "total",
+            "skipped", "attacked", "succeeded", "success_rate", "succeeded_in_loop", "success_rate_in_loop",
+            "engine", "outdated"]
     return chosen[cols].reset_index(drop=True)
 
 
@@ -176,26 +185,37 @@ def transfer_table(runs, samples, transfers, attack: str = "AB", method: str = "
     """Long form of Table 3: per source recognizer (its `method` run of `attack`) and
     target recognizer, the fraction of the source's samples that also fool the target.
 
-    The diagonal is the source's white-box rate. With `clean_correct_only`, samples whose
-    original clip the target already misclassifies are left out (and counted in
-    `excluded`): only clips a recognizer gets right can be attacked on it."""
+    The diagonal is the source's white-box rate (after storage). Off the diagonal the
+    denominator (`attacked`) is the samples that fooled the source *and* whose original the
+    target classifies correctly before the attack (with `clean_correct_only`; otherwise
+    every sample that fooled the source); `excluded` counts the source's other samples.
+    `all_samples` / `succeeded_all` give the count over every sample of the source run, and
+    `in_target_training` how many of the counted clips the target was trained or validated on."""
     chosen = select_runs(runs, samples)
     chosen = chosen[(chosen["method"] == method) & (chosen["attack"] == attack)]
     samples = frame(samples, SAMPLE_COLUMNS)
     transfers = frame(transfers, TRANSFER_COLUMNS)
-    cols = ["source", "target", "attacked", "succeeded", "success_rate", "excluded", "engine", "outdated"]
+    cols = ["source", "target", "attacked", "succeeded", "success_rate", "excluded", "all_samples", "succeeded_all",
+            "in_target_training", "engine", "outdated"]
     rows = []
     for run in chosen.itertuples():
         own = samples[samples["run_id"] == run.run_id]
+        fooled = set(own.loc[own["success"].astype(bool), "sample_id"])
         engine = {"engine": run.engine, "outdated": run.outdated}
         rows.append({"source": run.recognizer, "target": run.recognizer, "attacked": len(own),
-                     "succeeded": int(own["success"].astype(bool).sum()), "excluded": 0, **engine})
+                     "succeeded": int(own["success"].astype(bool).sum()), "excluded": 0, "all_samples": len(own),
+                     "succeeded_all": int(own["success"].astype(bool).sum()), "in_target_training": 0, **engine})
         judged = transfers[transfers["sample_id"].isin(own["sample_id"]) & (transfers["target"] != run.recognizer)]
         for target, group in judged.groupby("target", sort=True):
-            keep = group["label_clean"] == group["label"] if clean_correct_only else np.ones(len(group), bool)
+            keep = group["sample_id"].isin(fooled).to_numpy().copy()
+            if clean_correct_only:
+                keep &= (group["label_clean"] == group["label"]).to_numpy()
+            success = group["success"].astype(bool).to_numpy()
+            seen = group["in_target_training"].fillna(False).astype(bool).to_numpy()
             rows.append({"source": run.recognizer, "target": target, "attacked": int(keep.sum()),
-                         "succeeded": int(group["success"].astype(bool)[keep].sum()),
-                         "excluded": int(len(group) - keep.sum()), **engine})
+                         "succeeded": int(success[keep].sum()), "excluded": int(len(group) - keep.sum()),
+                         "all_samples": len(group), "succeeded_all": int(success.sum()),
+                         "in_target_training": int(seen[keep].sum()), **engine})
     out = pd.DataFrame(rows, columns=[c for c in cols if c != "success_rate"])
     out["success_rate"] = _rate(out["succeeded"], out["attacked"])
     return out[cols]

@@ -156,3 +156,16 @@ def test_engine_version_is_part_of_a_runs_identity(trained, monkeypatch):
     upgraded = generation.generation_config("smart", "ab", iterations=2, limit=1)
     assert GenerationRun.hash_config(upgraded) != first.config_hash
     assert generation.open_run(recognizer, upgraded) != first
+
+
+def test_the_preset_and_its_version_are_part_of_the_run(trained):
+    from attacks.methods.smart import DEFAULT_PRESET, PRESET_VERSIONS
+
+    call_command("generate_samples", method="smart", strategy="ab", **{**ATTACK, "iterations": 3})
+    call_command("generate_samples", method="smart", strategy="ab", preset="authors", **{**ATTACK, "iterations": 3})
+    default, authors = (GenerationRun.objects.get(config__preset__name=name) for name in (DEFAULT_PRESET, "authors"))
+    assert default.pk != authors.pk
+    assert authors.config["preset"] == {"name": "authors", "version": PRESET_VERSIONS["authors"]}
+    assert "preset" not in authors.config["options"]
+    with pytest.raises(CommandError, match="preset"):
+        call_command("generate_samples", method="iaa", strategy="ab", preset="authors", **ATTACK)

@@ -415,3 +415,37 @@ def test_a_rejected_candidate_is_not_frozen_and_keeps_being_attacked():
                     accept=second_judge)
     assert calls[:4] == [[0]] * 4 and len(calls) == 4
     assert judged.success.item() and judged.iterations.item() == plain.iterations.item() + 3
+
+
+# ---- SMART presets ---------------------------------------------------------------------------
+@pytest.mark.parametrize("preset", ["balanced", "paper", "authors"])
+@pytest.mark.parametrize("method", ["smart", "l2", "l2-acc", "l2-bone"])
+def test_first_update_of_each_preset_stays_within_its_step_bound(preset, method):
+    from attacks.methods import method_config
+
+    q = random_ntu(3, frames=12, seed=4)
+    y = torch.zeros(3, dtype=torch.long)
+    config = method_config(method, preset=preset)
+    r = attack(LinearModel(12), q, y, NTU, config=config, fps=30, iterations=1, early_stop=False)
+    moved = (r.adversarial - q).abs()
+    assert moved.max().item() <= config.step_bound() * (1 + 1e-5)
+    assert moved.max().item() > 0.1 * config.step_bound()  # and it does move
+    if config.update == "adam":  # Adam's first step is ±lr on every coordinate (FGSM-like)
+        assert moved.min().item() == pytest.approx(config.lr, rel=1e-3)
+    else:  # a plain step moves each frame by at most lr in all
+        per_frame = (r.adversarial - q).flatten(3).norm(dim=-1)
+        assert per_frame.max().item() <= config.lr * (1 + 1e-5)
+
+
+def test_presets_set_values_and_explicit_options_win():
+    from attacks.methods import method_config
+    from attacks.methods.smart import PRESETS
+
+    authors = method_config("smart", preset="authors")
+    assert (authors.update, authors.w, authors.lr, authors.fixed_fps) == ("step", 0.6, 0.01, 30.0)
+    assert method_config("smart", preset="authors", w=0.5).w == 0.5
+    paper = method_config("l2", preset="paper")
+    assert (paper.balance, paper.update, paper.w, paper.lr) == (False, "adam", 0.4, 0.005)
+    assert method_config("smart").preset == "balanced" and set(PRESETS) == {"balanced", "paper", "authors"}
+    with pytest.raises(ValueError, match="preset"):
+        method_config("smart", preset="mine")

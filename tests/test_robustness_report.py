@@ -193,8 +193,12 @@ def test_transfer_matrix_cells(world):
     wide = t["table3_transfer_ab"].set_index("source")
     assert wide.loc["toy-stgcn", "toy-agcn"] == "66.67 (2/3)"
     assert wide.loc["toy-agcn", "toy-agcn"] == "100.00 (6/6)"
-    ab5 = t["table3_transfer_ab5"].set_index("source")  # AB5 samples failed white box, half transfer
-    assert (ab5.loc["toy-stgcn", "toy-stgcn"], ab5.loc["toy-stgcn", "toy-agcn"]) == ("0.00 (0/4)", "50.00 (2/4)")
+    ab5 = t["table3_transfer_ab5"].set_index("source")  # AB5 samples failed white box, half "transfer"
+    # Table 3 counts only samples that fooled the source: none here, so no rate; the count
+    # over all of the source's samples is kept beside it.
+    assert (ab5.loc["toy-stgcn", "toy-stgcn"], ab5.loc["toy-stgcn", "toy-agcn"]) == ("0.00 (0/4)", "–")
+    ab5_long = t["table3_transfer_ab5_long"].set_index(["source", "target"])
+    assert ab5_long.loc[("toy-stgcn", "toy-agcn"), ["attacked", "all_samples", "succeeded_all"]].tolist() == [0, 4, 2]
     assert "table3_transfer_sa" not in t and "table3_transfer_ab3" not in t  # no transfers of those samples
 
 

@@ -48,7 +48,7 @@ __all__ = [
 def method_config(method: str, **options):
     """The config dataclass of `method` with `options` applied (unknown options raise TypeError)."""
     if method in PERCEPTUAL_KINDS:
-        return SmartConfig(perceptual=method, **options)
+        return SmartConfig.from_preset(method, **options)
     if method == "iaa":
         return IAAConfig(**options)
     if method == "ciasa":

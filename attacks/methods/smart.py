@@ -33,7 +33,30 @@ from attacks.losses import DYN_REDUCTIONS, frame_rates, perceptual_loss, percept
 from attacks.methods.engine import AttackMethod
 
 TIME_UNITS = ("second", "frame")
+UPDATES = ("adam", "step")
 TERM_FLOOR = 1e-3  # see _unit_per_frame
+
+# Named readings of SMART (README, *SMART presets*). Each is a set of SmartConfig values;
+# options given explicitly override them. Bump a preset's version whenever its values
+# change: the name and version are stored with every run and shown in every report.
+PRESETS = {
+    # This implementation: Lc and each Lp term's gradient normalised per frame, mixed by w,
+    # α·β and 1 − α, then Adam (lr metres per coordinate per step).
+    "balanced": {},
+    # The paper's text (sections 3-4): L = w·Lc + (1 − w)·Lp summed as printed, w = 0.4,
+    # Adam with lr 0.005, γ multiplying the difference before squaring (arXiv Eq.), forward
+    # differences per frame. Computed in metres: the authors' lr and loss are in the units
+    # of their normalised data, which the paper does not state (README).
+    "paper": {"balance": False, "balance_terms": False, "time_unit": "frame"},
+    # The authors' released update rule (realcrane's code and the RobustBenchHAR port): the
+    # classification and perceptual gradients each normalised (per frame here) and mixed
+    # with classWeight 0.6, a plain gradient step of 0.01 (their data units; metres here),
+    # Lp = 0.7·l_bl + 0.3·(0.6·Σγ·d² + 0.4·unweighted acceleration), Δt = 1/30 s, frame sums.
+    "authors": {"update": "step", "lr": 0.01, "w": 0.6, "balance_terms": False, "gamma_on_squared": True,
+                "acc_gamma": False, "dyn_reduction": "sum", "bone_reduction": "sum", "fixed_fps": 30.0},
+}
+PRESET_VERSIONS = {"balanced": 1, "paper": 1, "authors": 1}
+DEFAULT_PRESET = "balanced"
 
 
 @dataclass
@@ -54,11 +77,40 @@ class SmartConfig:
     adam_eps: float = 1e-8
     balance: bool = True  # normalise the Lc and Lp gradients separately before mixing them
     balance_terms: bool = True  # with balance: also each term of Lp (its coefficient then weighs a unit gradient)
+    update: str = "adam"  # "adam" (per-sample Adam) or "step" (x − lr·g, the released code's gradient descent)
+    acc_gamma: bool = True  # γ also weights the derivative terms (False: unweighted, as the released code)
+    bone_reduction: str = "mean"  # l_bl over frames: "mean" (paper Eq. 4) or "sum" (released code)
+    fixed_fps: float | None = None  # derivatives per second at this rate whatever the clip's (released: 30)
+    loss_unit: float = 1.0  # metres per unit Lp is computed in (matters only without balance)
+    preset: str = DEFAULT_PRESET  # the named reading these values came from (see PRESETS)
+
+    @classmethod
+    def from_preset(cls, perceptual: str = "smart", preset: str | None = None, **options) -> "SmartConfig":
+        """The preset's values, then `options` on top (an explicit option always wins)."""
+        preset = preset or DEFAULT_PRESET
+        if preset not in PRESETS:
+            raise ValueError(f"unknown SMART preset {preset!r}: choose one of {', '.join(PRESETS)}")
+        return cls(perceptual=perceptual, preset=preset, **{**PRESETS[preset], **options})
+
+    def step_bound(self) -> float:
+        """Most any coordinate moves in one update, in metres: Adam's first step is ±lr per
+        coordinate; a plain step moves each frame by at most lr (a unit-norm direction)."""
+        return float(self.lr)
 
     def __post_init__(self):
         if self.dyn_reduction not in DYN_REDUCTIONS:
             raise ValueError(f"dyn_reduction must be one of {', '.join(DYN_REDUCTIONS)}, got {self.dyn_reduction!r}")
-        for name in ("balance", "balance_terms", "gamma_on_squared"):
+        if self.bone_reduction not in DYN_REDUCTIONS:
+            raise ValueError(f"bone_reduction must be one of {', '.join(DYN_REDUCTIONS)}, got {self.bone_reduction!r}")
+        if self.update not in UPDATES:
+            raise ValueError(f"update must be one of {', '.join(UPDATES)}, got {self.update!r}")
+        if self.update == "step" and not self.balance:
+            raise ValueError("update='step' takes unit-normalised gradients: it needs balance=true")
+        if self.preset not in PRESETS:
+            raise ValueError(f"unknown SMART preset {self.preset!r}: choose one of {', '.join(PRESETS)}")
+        if not self.loss_unit > 0 or (self.fixed_fps is not None and not self.fixed_fps > 0):
+            raise ValueError("loss_unit and fixed_fps must be positive")
+        for name in ("balance", "balance_terms", "gamma_on_squared", "acc_gamma"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.time_unit not in TIME_UNITS:
@@ -75,7 +127,9 @@ class SmartMethod(AttackMethod):
     def __init__(self, config: SmartConfig, originals, skeleton, mask, fps=None):
         super().__init__(config, originals, skeleton, mask)
         self.fps = None
-        if config.time_unit == "second" and config.uses_derivatives():
+        if config.time_unit == "second" and config.uses_derivatives() and config.fixed_fps:
+            self.fps = frame_rates(config.fixed_fps, originals)
+        elif config.time_unit == "second" and config.uses_derivatives():
             if fps is None:
                 raise ValueError(f"{config.perceptual}: derivatives are per second, so the attack needs the clips' "
                                  "frame rate (fps=...); or set time_unit='frame'")
@@ -109,11 +163,14 @@ class SmartMethod(AttackMethod):
             spine_weight=c.spine_weight, other_weight=c.other_weight, acc_weight=c.acc_weight,
             bone_weight=c.bone_weight, mask=None if self.mask is None else self.mask[idx],
             gamma_on_squared=c.gamma_on_squared, dyn_reduction=c.dyn_reduction,
-            fps=None if self.fps is None else self.fps[idx],
+            fps=None if self.fps is None else self.fps[idx], acc_gamma=c.acc_gamma,
+            bone_reduction=c.bone_reduction, unit=c.loss_unit,
         )
 
     def step(self, x, grad, idx, iteration):
         c = self.config
+        if c.update == "step":
+            return x - c.lr * grad
         b1, b2 = c.adam_betas
         t = iteration + 1  # every active sample has taken exactly `iteration` steps so far
         m = b1 * self.m[idx] + (1 - b1) * grad

@@ -3,6 +3,7 @@ from django.db.models import F
 
 from attacks.generation import generate_samples, generation_config, transfer_samples
 from attacks.methods import METHODS
+from attacks.methods.smart import DEFAULT_PRESET, PRESETS
 from attacks.models import Recognizer, TransferResult
 from attacks.recognition import RecognitionError
 
@@ -23,6 +24,8 @@ class Command(BaseCommand):
         parser.add_argument("--lr", type=float, help="Adam step for smart/l2/l2-acc/l2-bone (paper: 0.005-0.0005)")
         parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                             help="Method option, e.g. epsilon=0.01 step_size=0.001 gan_weight=0.1 alpha=0.3")
+        parser.add_argument("--preset", choices=sorted(PRESETS),
+                            help=f"smart/l2/l2-acc/l2-bone: the reading of SMART (default {DEFAULT_PRESET}; README)")
         parser.add_argument("--margin", type=float, default=0.0, metavar="KAPPA",
                             help="Success only when the wrong class (SA: the target) leads by KAPPA in logits")
         parser.add_argument("--batch-size", type=int, default=64)
@@ -57,7 +60,8 @@ class Command(BaseCommand):
         try:
             config = generation_config(o["method"], o["strategy"], top_n=o["top_n"], target=target,
                                        iterations=o["iterations"], split=o["split"], limit=o["limit"],
-                                       seed=o["seed"], options=options, margin=o["margin"])
+                                       seed=o["seed"], options=options, margin=o["margin"],
+                                       preset=o["preset"])
             if o["queue"]:
                 return self.queue(recognizer, config, o)
             report = generate_samples(recognizer, config, batch_size=o["batch_size"], device=o["device"],
