@@ -28,3 +28,14 @@ python experiments/perceptual_ablation.py --recognizer "gtu-$first" --no-progres
   --smart-variant unbalanced-per-second:balance_terms=false \
   --smart-variant unbalanced-per-frame:balance_terms=false,time_unit=frame \
   --out "$DATA_DIR/reports/gtu-attacks/ablation"
+# SMART's presets x methods on every architecture (README, "SMART presets on GTU3DActions")
+python experiments/preset_table.py --no-progress --out "$DATA_DIR/reports/gtu-attacks/presets" \
+  --recognizer $(for a in $archs; do printf 'gtu-%s ' "$a"; done)
+# Transfer on a `smart`-protocol import (60-frame windows, root-centred, facing normalised)
+python manage.py import_dataset gtu ../shared/datasets/gtu3dactions --name gtu-smart --protocol smart --no-progress
+for arch in stgcn agcn; do
+  python manage.py train_recognizer --dataset gtu-smart --arch "$arch" --name "gtu-smart-$arch" --no-progress \
+    || python manage.py shell -c "from attacks.models import Recognizer; assert Recognizer.objects.get(name='gtu-smart-$arch').status == 'ready'"
+done
+python manage.py generate_samples --recognizer gtu-smart-stgcn --method smart --strategy ab \
+  --transfer-to gtu-smart-agcn --no-progress
