@@ -36,13 +36,14 @@ django.setup()
 import pandas as pd  # noqa: E402
 
 from attacks.generation import generate_samples, generation_config  # noqa: E402
+from attacks.methods import method_config  # noqa: E402
 from attacks.models import Recognizer  # noqa: E402
 from attacks.reports import markdown_table  # noqa: E402
 from attacks.management.commands._options import parse_key_values  # noqa: E402
 from django.core.management.base import CommandError  # noqa: E402
 
 ABLATIONS = ("l2", "l2-acc", "l2-bone")
-PAPER_W = 0.4
+PAPER_W = method_config("smart").w  # the default preset's classification weight
 METRICS = {"mean_displacement": 1000, "bone_length_error": 1000, "velocity_deviation": 1000,
            "acceleration_deviation": 1000, "jerk_deviation": 1000}  # metres -> millimetres
 
@@ -53,7 +54,7 @@ def main(argv=None) -> int:
     samples = {}
     for method in ("smart", *ABLATIONS):
         for w in ([PAPER_W] if method == "smart" and not args.sweep_smart else args.weights):
-            # The paper's weight is the default configuration: no option, so the run is the
+            # The default preset's weight is the default configuration: no option, so the run is the
             # same one `generate_samples --method smart|l2|...` stores.
             options = {} if w == PAPER_W else {"w": w}
             config = generation_config(method, "ab", iterations=args.iterations, limit=args.limit,

@@ -39,7 +39,7 @@ def test_training_records_a_ready_recognizer_with_figures(synthetic, data_dir):
     assert np.array(r.confusion).sum() == len(r.split.test)
     assert (data_dir / r.learning_curve).stat().st_size > 1000
     assert (data_dir / r.confusion_figure).stat().st_size > 1000
-    assert r.input_spec == {"num_frames": 24, "num_persons": 1, "normalise": True}
+    assert r.input_spec == {"num_frames": 24, "num_persons": 1, "protocol": "raw"}
     with pytest.raises(CommandError, match="already exists"):
         call_command("train_recognizer", dataset="syn", name="tiny", **TRAIN)
 

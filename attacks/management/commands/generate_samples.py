@@ -95,9 +95,6 @@ class Command(BaseCommand):
                 f"{results.filter(in_target_training=True).count()} clips in {t}'s training split)")
 
 
-def _percent(k, n):
-    return "n/a" if not n else f"{k}/{n} ({100 * k / n:.1f}%)"
-
     def queue(self, recognizer, config, o):
         from attacks.tasks import queue_run
 
@@ -112,3 +109,7 @@ def _percent(k, n):
             f"run {run.pk} ({run.method}/{run.strategy} on {recognizer.name}): {attackable} of {run.total} clips "
             f"to attack in {run.shards} shards; {sent} shards sent to the workers, {run.done} samples stored "
             f"already"))
+
+
+def _percent(k, n):
+    return "n/a" if not n else f"{k}/{n} ({100 * k / n:.1f}%)"
