@@ -162,10 +162,10 @@ def test_the_preset_and_its_version_are_part_of_the_run(trained):
     from attacks.methods.smart import DEFAULT_PRESET, PRESET_VERSIONS
 
     call_command("generate_samples", method="smart", strategy="ab", **{**ATTACK, "iterations": 3})
-    call_command("generate_samples", method="smart", strategy="ab", preset="authors", **{**ATTACK, "iterations": 3})
-    default, authors = (GenerationRun.objects.get(config__preset__name=name) for name in (DEFAULT_PRESET, "authors"))
-    assert default.pk != authors.pk
-    assert authors.config["preset"] == {"name": "authors", "version": PRESET_VERSIONS["authors"]}
-    assert "preset" not in authors.config["options"]
+    call_command("generate_samples", method="smart", strategy="ab", preset="balanced", **{**ATTACK, "iterations": 3})
+    default, other = (GenerationRun.objects.get(config__preset__name=name) for name in (DEFAULT_PRESET, "balanced"))
+    assert DEFAULT_PRESET != "balanced" and default.pk != other.pk
+    assert other.config["preset"] == {"name": "balanced", "version": PRESET_VERSIONS["balanced"]}
+    assert "preset" not in other.config["options"]
     with pytest.raises(CommandError, match="preset"):
         call_command("generate_samples", method="iaa", strategy="ab", preset="authors", **ATTACK)

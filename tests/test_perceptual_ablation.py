@@ -24,7 +24,7 @@ def _samples(success, value, clips=None):
 
 
 def test_matched_picks_the_smallest_weight_that_reaches_smart_and_compares_common_clips(ablation):
-    samples = {("smart", 0.4): _samples([True, True, True, False], 0.010)}
+    samples = {("smart", ablation.PAPER_W): _samples([True, True, True, False], 0.010)}
     for m in ablation.ABLATIONS:
         samples[(m, 0.4)] = _samples([True, False, False, False], 0.001)
         samples[(m, 0.6)] = _samples([False, True, True, True], 0.020)  # 3/4 >= SMART's 3/4
@@ -37,7 +37,7 @@ def test_matched_picks_the_smallest_weight_that_reaches_smart_and_compares_commo
 
 
 def test_matched_falls_back_to_the_best_weight_when_none_reaches_smart(ablation):
-    samples = {("smart", 0.4): _samples([True, True], 0.01)}
+    samples = {("smart", ablation.PAPER_W): _samples([True, True], 0.01)}
     for m in ablation.ABLATIONS:
         samples[(m, 0.4)] = _samples([False, False], 0.01)
         samples[(m, 0.8)] = _samples([True, False], 0.01)
