@@ -26,10 +26,16 @@ def new_key() -> str:
     return secrets.token_urlsafe(12)
 
 
+def new_pseudonym() -> str:
+    """The participant id that trial rows and analyses carry (never the PROLIFIC_PID)."""
+    return "P" + secrets.token_hex(5).upper()
+
+
 class Study(models.Model):
     KIND_CHOICES = [(k, k) for k in KINDS]
-    DRAFT, OPEN, CLOSED = "draft", "open", "closed"
-    STATUS_CHOICES = [(DRAFT, "draft"), (OPEN, "open"), (CLOSED, "closed")]
+    DRAFT, OPEN, CLOSING, CLOSED = "draft", "open", "closing", "closed"
+    # closing: no newcomers, but active participants may finish.
+    STATUS_CHOICES = [(DRAFT, "draft"), (OPEN, "open"), (CLOSING, "closing"), (CLOSED, "closed")]
 
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=100, unique=True, help_text="Used in the participant link /study/<slug>/")
@@ -148,6 +154,13 @@ class Participant(models.Model):
     browser = models.JSONField(default=dict, blank=True)
     screen = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=15, choices=STATUS_CHOICES, default=ACTIVE)
+    pseudonym = models.CharField(max_length=16, unique=True, default=new_pseudonym,
+                                 help_text="Id carried by trial rows and analyses (the PROLIFIC_PID stays here)")
+    is_test = models.BooleanField(default=False, help_text="Researcher preview / test run: kept out of every analysis")
+    series_participant = models.ForeignKey("SeriesParticipant", on_delete=models.CASCADE, null=True, blank=True,
+                                           related_name="participations")
+    consent_version = models.CharField(max_length=64, blank=True, help_text="Version of the consent text agreed to")
+    questionnaire = models.JSONField(default=dict, blank=True, help_text="Answers to the study's questionnaire")
     seed = models.BigIntegerField(help_text="Seeds this participant's trial list")
     sensitivity_accuracy = models.FloatField(null=True, blank=True)
     started_at = models.DateTimeField(auto_now_add=True)
@@ -176,6 +189,9 @@ class Trial(models.Model):
     options = models.JSONField(help_text="[{value, text}] in display order")
     correct = models.CharField(max_length=20, blank=True, help_text="Answer key (never sent before answering)")
     design = models.JSONField(default=dict, blank=True, help_text="Hidden design facts (answer key)")
+    served_at = models.DateTimeField(null=True, blank=True, help_text="When the trial was first sent to the browser")
+    playback_plan = models.JSONField(default=dict, blank=True,
+                                     help_text="Playback schedule sent with the trial (fps, showings, durations)")
 
     class Meta:
         ordering = ["participant", "position"]
@@ -196,6 +212,9 @@ class Response(models.Model):
     response_time_ms = models.PositiveIntegerField()
     playback = models.JSONField(default=dict, blank=True,
                                 help_text="Browser playback log: measured duration, frames drawn, late frames, page hidden")
+    flags = models.JSONField(default=list, blank=True,
+                             help_text="Server-side findings about this answer, e.g. 'early' (sent before the "
+                                       "playback could have ended)")
     submitted_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -203,3 +222,61 @@ class Response(models.Model):
 
     def __str__(self):
         return f"{self.answer} for {self.trial}"
+
+
+class StudySeries(models.Model):
+    """Several studies taken in sequence by one person through one link, with one consent
+    and one completion code (the paper's participants did all three studies). Screening
+    out in any study of the series excludes the person from all of them."""
+
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=100, unique=True, help_text="Used in the link /series/<slug>/")
+    configuration = models.JSONField(default=dict, blank=True,
+                                     help_text="consent_text, consent_version, completion codes and redirects")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "study series"
+
+    def __str__(self):
+        return self.name
+
+    def ordered_studies(self) -> list[Study]:
+        return [entry.study for entry in self.entries.select_related("study").order_by("position")]
+
+
+class SeriesStudy(models.Model):
+    series = models.ForeignKey(StudySeries, on_delete=models.CASCADE, related_name="entries")
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="series_entries")
+    position = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["series", "position"]
+        constraints = [models.UniqueConstraint(fields=["series", "position"], name="one_study_per_series_position"),
+                       models.UniqueConstraint(fields=["series", "study"], name="study_once_per_series")]
+
+
+class SeriesParticipant(models.Model):
+    """One person going through a series: one consent, then one Participant per study."""
+
+    ACTIVE, COMPLETED, SCREENED_OUT = "active", "completed", "screened_out"
+    STATUS_CHOICES = [(ACTIVE, "active"), (COMPLETED, "completed"), (SCREENED_OUT, "screened out")]
+
+    series = models.ForeignKey(StudySeries, on_delete=models.CASCADE, related_name="participants")
+    token = models.CharField(max_length=64, unique=True, default=new_token)
+    prolific_pid = models.CharField(max_length=64, blank=True)
+    prolific_study_id = models.CharField(max_length=64, blank=True)
+    prolific_session_id = models.CharField(max_length=64, blank=True)
+    consent_at = models.DateTimeField()
+    consent_version = models.CharField(max_length=64, blank=True)
+    status = models.CharField(max_length=15, choices=STATUS_CHOICES, default=ACTIVE)
+    is_test = models.BooleanField(default=False)
+    started_at = models.DateTimeField(auto_now_add=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["series", "prolific_pid"], condition=~Q(prolific_pid=""),
+                                               name="one_series_participation_per_external_id")]
+
+    def __str__(self):
+        return f"series participant {self.pk} of {self.series.slug}"
