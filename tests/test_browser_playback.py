@@ -23,101 +23,168 @@ ROOT = Path(__file__).resolve().parents[1]
 THREE_DIR = ROOT / "static" / "vendor" / "three"
 NOMINAL_FRAME_MS = 1000 / 60
 LATE = 1.5  # the player's late-frame factor
+FPS = 30.0  # tests.factories records its motions at 30 frames per second
+
+# A virtual clock for the page: requestAnimationFrame callbacks wait until the test
+# advances time, so frame-by-frame timing is asserted exactly and cannot flake on a
+# loaded machine. `__run(step_ms, stall)` clicks Play and drives the clock until the
+# answers unlock, recording after each animation frame what the player shows.
+VIRTUAL_CLOCK = """() => {
+    const clock = {now: 10000, next: 1, pending: new Map()};
+    window.requestAnimationFrame = (callback) => { clock.pending.set(clock.next, callback); return clock.next++; };
+    window.cancelAnimationFrame = (id) => { clock.pending.delete(id); };
+    const canvas = document.getElementById('player');
+    window.__run = async (stepMs, stall = null) => {
+        document.getElementById('play').click();
+        const seen = [];
+        let first = null;  // the first frame's timestamp: t is what the player calls elapsed
+        for (let i = 0; i < 20000 && document.body.dataset.state === 'playing'; i++) {
+            const step = stall && i === stall.at ? stall.ms : stepMs;
+            clock.now += step;
+            const due = [...clock.pending.values()];
+            clock.pending.clear();
+            for (const callback of due) callback(clock.now);
+            if (first === null) first = clock.now;
+            seen.push({t: clock.now - first, frame: Number(canvas.dataset.frame),
+                       showing: Number(canvas.dataset.showing), state: document.body.dataset.state,
+                       optionsHidden: document.getElementById('options').hidden});
+            await new Promise((resolve) => setTimeout(resolve, 0));  // let the app react
+        }
+        return seen;
+    };
+}"""
 
 
-def assert_ends_within_one_frame(log: dict, expected_ms: float):
-    """Playback stops on the first frame at or after the configured duration: the
-    overshoot is below the interval of that final frame, and so below one frame (1.5x the
-    median interval, or a nominal 60 Hz frame) unless that final frame was itself late
-    (a shared, software-rendering machine drops frames; the log says so)."""
-    overshoot = log["measured_duration_ms"] - expected_ms
-    final = log["final_frame_interval_ms"]
-    assert 0 <= overshoot <= final + 0.002, log
-    one_frame = LATE * max(log["median_frame_interval_ms"], NOMINAL_FRAME_MS)  # longest interval not late
-    if final <= one_frame:
-        assert overshoot <= one_frame + 0.002, log
-    assert abs(log["wall_duration_ms"] - log["measured_duration_ms"]) <= 2 * max(final, NOMINAL_FRAME_MS), log
+def expected_frame(t_ms: float, frames: int, clip_ms: float, pause_ms: float, showings: int, slow: float) -> float:
+    """The motion frame a natural-speed player shows `t_ms` after its first frame."""
+    period = clip_ms + pause_ms
+    showing = min(int(t_ms // period), showings - 1)
+    within = t_ms - showing * period
+    return frames - 1 if within >= clip_ms else min(within / slow / 1000 * FPS, frames - 1)
 
 
-def timed_participation(page, live_server, kind: str, **config) -> tuple[dict, Response]:
+def run_on_virtual_clock(page, live_server, kind: str, step_ms: float = 1000 / 60, stall=None, **config):
     study_with_samples(kind, trials_per_participant=1, practice_trials=0, **config)
     bot = StudyBot(page, live_server.url)
     bot.open(kind)
     bot.consent()
     bot.begin()
+    page.evaluate(VIRTUAL_CLOCK)
+    seen = page.evaluate("([step, stall]) => window.__run(step, stall)", [step_ms, stall])
+    bot.wait_state("answering")
+    return bot, seen
+
+
+@pytest.mark.browser
+def test_a_30_fps_two_second_clip_plays_in_two_seconds_then_repeats_after_a_pause(page, live_server):
+    """61 frames at 30 fps last 2 s: the player reaches the last frame 2 s after the
+    first, holds it for the 0.5 s pause, starts again from frame 0, and stops after the
+    whole showings that fit the 5 s budget (2), with every frame in between following
+    the motion's own clock. The server planned the same schedule and stored it."""
+    bot, seen = run_on_virtual_clock(page, live_server, "indistinguishability", num_frames=61,
+                                     playback_seconds=5.0, repeat_pause_seconds=0.5)
+    playing = [s for s in seen if s["state"] == "playing"]
+    for s in playing:
+        assert s["frame"] == pytest.approx(expected_frame(s["t"], 61, 2000, 500, 2, 1), abs=2e-3), s
+    first_last = next(s["t"] for s in playing if s["frame"] >= 60)
+    assert 2000 - NOMINAL_FRAME_MS < first_last <= 2000 + NOMINAL_FRAME_MS
+    restart = next(s for s in playing if s["showing"] == 1)
+    assert 2500 <= restart["t"] < 2500 + NOMINAL_FRAME_MS + 1e-6 and restart["frame"] < FPS * NOMINAL_FRAME_MS / 1000 + 1e-3
+    bot.answer(index=0)
+    assert bot.wait_next() == "complete"
+    log = bot.sent[-1]["playback"]
+    assert log["showings"] == 2 and log["clip_seconds"] == 2.0 and log["pause_seconds"] == 0.5
+    assert log["motion_fps"] == FPS and log["effective_fps"] == FPS and log["slow_motion"] == 1
+    assert log["expected_duration_ms"] == 4500
+    assert 4500 <= log["measured_duration_ms"] < 4500 + NOMINAL_FRAME_MS + 0.002, log
+    assert log["showing_starts_ms"][0] == 0 and 2500 <= log["showing_starts_ms"][1] < 2500 + NOMINAL_FRAME_MS + 0.002
+    response = Response.objects.get()
+    assert response.trial.playback_plan["showings"] == 2 and response.trial.playback_plan["total_seconds"] == 4.5
+    assert response.playback["showings"] == 2
+
+
+@pytest.mark.browser
+def test_slow_motion_plays_the_same_showings_three_times_slower(page, live_server):
+    """3x slow motion: the 2 s clip takes 6 s to reach its last frame (10 frames per
+    second on screen); the pause between showings stays 0.5 s."""
+    bot, seen = run_on_virtual_clock(page, live_server, "indistinguishability", num_frames=61,
+                                     playback_seconds=5.0, slow_motion=3, step_ms=1000 / 30)
+    playing = [s for s in seen if s["state"] == "playing"]
+    for s in playing:
+        assert s["frame"] == pytest.approx(expected_frame(s["t"], 61, 6000, 500, 2, 3), abs=2e-3), s
+    assert 6000 - 1000 / 30 < next(s["t"] for s in playing if s["frame"] >= 60) <= 6000 + 1000 / 30
+    bot.answer(index=0)
+    bot.wait_next()
+    log = bot.sent[-1]["playback"]
+    assert log["expected_duration_ms"] == 12500 and log["effective_fps"] == 10 and log["showings"] == 2
+    assert 12500 <= log["measured_duration_ms"] < 12500 + 1000 / 30 + 0.002
+
+
+@pytest.mark.browser
+def test_a_30_hz_display_shows_the_same_timing_in_half_the_frames(page, live_server):
+    """Timed by the clock, not by frames: with animation frames every 33 ms instead of
+    every 16.7 ms the motion keeps its timing, in half as many drawn frames."""
+    bot, seen = run_on_virtual_clock(page, live_server, "deceitfulness", num_frames=61, playback_seconds=2.0,
+                                     step_ms=1000 / 30)
+    for s in (s for s in seen if s["state"] == "playing"):
+        assert s["frame"] == pytest.approx(expected_frame(s["t"], 61, 2000, 500, 1, 1), abs=2e-3), s
+    bot.answer(index=0)
+    bot.wait_next()
+    log = bot.sent[-1]["playback"]
+    assert log["median_frame_interval_ms"] == pytest.approx(1000 / 30, abs=1e-3) and log["late_frames"] == 0
+    # 61 frames at 0, 33.3, ..., 2000 ms (62 if rounding puts the 61st a hair before 2000)
+    assert log["frames_drawn"] in (61, 62) and 2000 <= log["measured_duration_ms"] < 2000 + 1000 / 30 + 0.002
+
+
+@pytest.mark.browser
+def test_a_stalled_frame_is_logged_as_late_and_the_timing_still_holds(page, live_server):
+    """A 250 ms stall mid-playback (as a busy machine causes) is one late frame in the
+    stored log; the frame shown after it is where the clock says, and the playback
+    still ends on time."""
+    bot, seen = run_on_virtual_clock(page, live_server, "deceitfulness", num_frames=61, playback_seconds=2.0,
+                                     stall={"at": 30, "ms": 250})
+    for s in (s for s in seen if s["state"] == "playing"):
+        assert s["frame"] == pytest.approx(expected_frame(s["t"], 61, 2000, 500, 1, 1), abs=2e-3), s
+    bot.answer(index=0)
+    bot.wait_next()
+    log = bot.sent[-1]["playback"]
+    assert log["late_frames"] == 1 and log["max_frame_interval_ms"] == 250, log
+    assert 2000 <= log["measured_duration_ms"] < 2000 + NOMINAL_FRAME_MS + 0.002, log
+    assert Response.objects.get().playback["late_frames"] == 1
+
+
+@pytest.mark.browser
+def test_deceitfulness_labels_appear_only_after_the_motion(page, live_server):
+    """The paper asks for the two labels after the motion: they stay hidden while it plays."""
+    bot, seen = run_on_virtual_clock(page, live_server, "deceitfulness", num_frames=31, playback_seconds=1.0)
+    assert all(s["optionsHidden"] for s in seen if s["state"] == "playing")
+    assert page.locator("#options").is_visible()
+    assert page.locator("#options button").count() == 2
+    assert all(not b for b in bot.options_disabled())
+
+
+@pytest.mark.browser
+def test_real_time_playback_in_chromium_lasts_its_planned_duration(page, live_server):
+    """On the real clock of headless Chromium: the planned duration (two showings of a
+    1.97 s clip and a 0.5 s pause) within the frame that crossed the end, animated
+    throughout, and the answer, sent after the playback, is not flagged."""
+    study_with_samples("deceitfulness", trials_per_participant=1, practice_trials=0, playback_seconds=6.0)
+    bot = StudyBot(page, live_server.url)
+    bot.open("deceitfulness")
+    bot.consent()
+    bot.begin()
     bot.play(timeout=60_000)
     bot.answer(index=0)
     assert bot.wait_next() == "complete"
-    return bot.sent[-1]["playback"], Response.objects.get()
-
-
-@pytest.mark.browser
-def test_six_second_playback_lasts_six_seconds_within_one_frame(page, live_server):
-    log, response = timed_participation(page, live_server, "deceitfulness", playback_seconds=6.0)
-    print(f"6 s playback: {log}")
-    assert log["expected_duration_ms"] == 6000
-    assert_ends_within_one_frame(log, 6000)
-    assert log["frames_drawn"] >= 6 * 10, log  # animated throughout, not a few stills
-    assert response.playback["measured_duration_ms"] == log["measured_duration_ms"]
-    assert response.playback["frames_drawn"] == log["frames_drawn"]
-    assert response.playback["page_hidden"] is False
-
-
-@pytest.mark.browser
-def test_slow_motion_plays_eighteen_seconds(page, live_server):
-    log, response = timed_participation(page, live_server, "indistinguishability", playback_seconds=6.0,
-                                        slow_motion=3)
-    print(f"18 s playback: {log}")
-    assert log["expected_duration_ms"] == 18000 and log["slow_motion"] == 3
-    assert_ends_within_one_frame(log, 18000)
-    assert response.playback["measured_duration_ms"] == log["measured_duration_ms"]
-
-
-@pytest.mark.browser
-def test_playback_lasts_as_long_on_a_30_hz_display(page, live_server):
-    """Timed by elapsed time, not by frames: with animation frames every 33 ms instead of
-    every 16.7 ms the motion lasts the same, in half as many frames."""
-    study_with_samples("deceitfulness", trials_per_participant=1, practice_trials=0, playback_seconds=1.0)
-    bot = StudyBot(page, live_server.url)
-    bot.open("deceitfulness")
-    bot.consent()
-    bot.begin()
-    page.evaluate("""() => {
-        window.requestAnimationFrame = (callback) => setTimeout(() => callback(performance.now()), 1000 / 30);
-    }""")
-    bot.play()
-    bot.answer(index=0)
-    assert bot.wait_next() == "complete"
     log = bot.sent[-1]["playback"]
-    print(f"30 Hz playback: {log}")
-    assert log["median_frame_interval_ms"] >= 30, log
-    assert 1000 <= log["measured_duration_ms"] <= 1000 + log["final_frame_interval_ms"] + 0.002, log
-    assert 10 <= log["frames_drawn"] <= 35, log  # about 30 (60 at 60 Hz); fewer on a loaded machine
-
-
-@pytest.mark.browser
-def test_a_stalled_frame_is_logged_as_late_and_the_duration_still_holds(page, live_server):
-    """A 250 ms stall of the main thread mid-playback (as a busy machine causes) is one late
-    frame in the stored log; the motion still ends on time, since it is timed by the clock."""
-    study_with_samples("deceitfulness", trials_per_participant=1, practice_trials=0, playback_seconds=1.0)
-    bot = StudyBot(page, live_server.url)
-    bot.open("deceitfulness")
-    bot.consent()
-    bot.begin()
-    page.evaluate("""async () => {
-        document.getElementById('play').click();
-        for (let i = 0; i < 10; i++) await new Promise(requestAnimationFrame);
-        const t = performance.now();
-        while (performance.now() - t < 250) { /* stall */ }
-    }""")
-    bot.wait_state("answering")
-    bot.answer(index=0)
-    assert bot.wait_next() == "complete"
-    log = bot.sent[-1]["playback"]
-    assert log["late_frames"] >= 1 and log["max_frame_interval_ms"] >= 250, log
-    assert log["max_frame_interval_ms"] > LATE * log["median_frame_interval_ms"], log
-    assert_ends_within_one_frame(log, 1000)
-    assert Response.objects.get().playback["late_frames"] == log["late_frames"]
+    print(f"real-time playback: {log}")
+    expected = 2 * 59 / FPS * 1000 + 500
+    assert log["expected_duration_ms"] == pytest.approx(expected, abs=0.002)
+    assert expected <= log["measured_duration_ms"] <= expected + log["final_frame_interval_ms"] + 0.002, log
+    assert log["frames_drawn"] >= 20, log  # animated, not a few stills (even at a loaded machine's rate)
+    response = Response.objects.get()
+    assert response.playback["measured_duration_ms"] == log["measured_duration_ms"]
+    assert response.playback["page_hidden"] is False and response.flags == []
 
 
 @pytest.mark.browser
@@ -226,7 +293,7 @@ def test_staff_preview_shows_original_and_adversarial_side_by_side(page, live_se
     page.click("#preview-play")
     page.wait_for_function("document.getElementById('preview-status').textContent.startsWith('Played')")
     seconds = float(re.search(r"Played in ([0-9.]+) s", page.locator("#preview-status").text_content()).group(1))
-    assert 1.0 <= seconds <= 1.2
+    assert 59 / 30 <= seconds <= 59 / 30 + 0.3  # one showing of the 60-frame, 30 fps clip (longer than 1 s)
     assert not page.console_errors, page.console_errors
 
 
@@ -241,10 +308,10 @@ def test_study_page_carries_public_settings_and_local_three(client):
     assert r.status_code == 200
     html = r.content.decode()
     assert "Consent text for the test." in html
-    assert "18 seconds in all" in html  # 6 s x 3 slow motion
+    assert "slowed down three times" in html and "18 seconds in all" in html  # 6 s budget x 3 slow motion
     config = json.loads(re.search(r'<script id="study-config" type="application/json">(.*?)</script>', html,
                                   re.S).group(1))
-    assert config["playback"] == {"seconds": 6.0, "repeats": 1, "slow_motion": 3}
+    assert config["playback"] == {"seconds": 6.0, "repeats": 1, "slow_motion": 3, "pause_seconds": 0.5}
     assert config["trials"] == 4 and config["practice_trials"] == 1
     assert config["api"]["start"] == "/api/studies/indistinguishability/participations/"
     assert set(config) == {"slug", "kind", "trials", "practice_trials", "playback", "view_labels", "min_window",
@@ -286,7 +353,10 @@ def test_preview_is_staff_only_and_embeds_both_motions(client):
     original, adversarial = (decode_motion(m) for m in data["motions"])
     np.testing.assert_allclose(original, sample.original_motion(), atol=1e-3)
     np.testing.assert_allclose(adversarial, sample.adversarial_motion(), atol=1e-3)
-    assert data["playback"] == {"seconds": 2.0, "repeats": 1, "slow_motion": 3}
+    # The preview plays as participants would: natural speed x 3, whole showings of the
+    # 60-frame (1.97 s) clip within the 2 s budget.
+    assert data["playback"]["slow_motion"] == 3 and data["playback"]["fps"] == [30.0, 30.0]
+    assert data["playback"]["showings"] == 1 and data["playback"]["total_seconds"] == pytest.approx(3 * 59 / 30)
     assert len(data["skeleton"]["bones"]) == 24
     assert client.get("/study-admin/preview/999999/").status_code == 404
 

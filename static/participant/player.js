@@ -8,17 +8,22 @@
  *   rectangles) with ONE camera framed on a bounding box computed over every motion
  *   shown, so both motions appear at the same scale and size never hints at an attack;
  *   both advance from the same clock.
- * - Fixed-duration playback by elapsed time: the pose shown at a requestAnimationFrame
- *   timestamp is interpolated between the two nearest motion frames, so the motion
- *   lasts exactly `seconds x slowMotion` on any refresh rate; the log reports what the
- *   browser really did (duration, frames drawn, late frames, hidden page).
+ * - Natural speed: each motion plays at its own frame rate (its `fps`), slowed by the
+ *   plan's slow-motion factor; the clip repeats `showings` times with a still pause on
+ *   its last frame between repeats (studies/playback.py decides the plan). The pose
+ *   shown at a requestAnimationFrame timestamp is interpolated between the two nearest
+ *   motion frames, so timing follows the clock on any refresh rate; the log reports what
+ *   the browser really did (duration, frames drawn, late frames, showing starts).
+ * - The canvas carries `data-frame` (motion frame shown, first motion) and
+ *   `data-showing` (0-based repeat), so tests can follow the clock frame by frame.
  *
  * Public API:
  *   decodeMotion(payload) -> Promise<Motion>      (studies.payloads format)
  *   motionBounds(motions) -> {min:[x,y,z], max:[x,y,z]}
+ *   schedule(motions, plan) -> {clipMs, periodMs, totalMs, showings, pauseMs, slow}
  *   new SkeletonPlayer(canvas, {bones, views, up})
- *     .setMotions([motion] or [left, right])   .renderPhase(phase)   .play(settings) -> Promise<log>
- *     .stop()   .resize()   .dispose()
+ *     .setMotions([motion] or [left, right])   .renderPhase(phase)   .renderTime(seconds)
+ *     .play(plan) -> Promise<log>   .stop()   .resize()   .dispose()
  *   PlaybackInterrupted (rejection of play() when the page is hidden mid-playback)
  */
 import * as THREE from 'three';
@@ -107,6 +112,26 @@ const GAP_PX = 8; // between side-by-side viewports
 const VIEW_DIRECTION = new THREE.Vector3(0.45, 0.3, 1).normalize(); // front-right, slightly above
 const LATE_FACTOR = 1.5;
 
+/** Natural duration of a motion, first to last frame (a single frame lasts one frame). */
+function clipSeconds(motion) {
+  if (!(motion.fps > 0)) throw new Error(`motion has no frame rate (fps ${motion.fps})`);
+  return Math.max(motion.frames - 1, 1) / motion.fps;
+}
+
+/**
+ * The timeline of a plan ({showings, pause_seconds, slow_motion}) for these motions, in
+ * ms on screen: each showing lasts the longest clip x slow motion, then the last frame
+ * stays still for the pause (none after the last showing).
+ */
+export function schedule(motions, plan = {}) {
+  const slow = plan.slow_motion || 1;
+  const showings = Math.max(1, Math.round(plan.showings || 1));
+  const pauseMs = 1000 * (plan.pause_seconds || 0);
+  const clipMs = 1000 * slow * Math.max(...motions.map(clipSeconds));
+  return { clipMs, pauseMs, periodMs: clipMs + pauseMs, showings, slow,
+           totalMs: showings * clipMs + (showings - 1) * pauseMs };
+}
+
 export class SkeletonPlayer {
   /**
    * @param {HTMLCanvasElement} canvas
@@ -184,7 +209,24 @@ export class SkeletonPlayer {
   /** Draw every viewport at `phase` in [0, 1] of the motions (0 = first frame, 1 = last). */
   renderPhase(phase) {
     this.phase = Math.min(Math.max(phase, 0), 1);
-    for (const body of this.bodies) this._pose(body, this.phase);
+    this._draw(this.bodies.map((body) => this.phase * (body.motion.frames - 1)));
+  }
+
+  /** Draw every motion as it is `seconds` (natural time) after its first frame, at its
+   * own frame rate; a motion that has ended holds its last frame. */
+  renderTime(seconds) {
+    const t = Math.max(seconds, 0);
+    this._draw(this.bodies.map((body) => Math.min(t * body.motion.fps, body.motion.frames - 1)));
+  }
+
+  /** Pose each body at its (fractional) frame index and draw every viewport. */
+  _draw(frames) {
+    this.bodies.forEach((body, i) => this._pose(body, frames[i]));
+    if (frames.length) {
+      const first = this.bodies[0].motion;
+      this.phase = first.frames > 1 ? frames[0] / (first.frames - 1) : 0;
+      this.canvas.dataset.frame = String(Math.round(frames[0] * 1000) / 1000);
+    }
     const size = this.renderer.getSize(new THREE.Vector2());
     const width = (size.x - GAP_PX * (this.views - 1)) / this.views;
     this.renderer.setScissor(0, 0, size.x, size.y);
@@ -203,21 +245,23 @@ export class SkeletonPlayer {
   }
 
   /**
-   * Play the motions for `seconds x slowMotion` each, `repeats` times in a row, timed by
-   * requestAnimationFrame timestamps. Resolves to the playback log; rejects with
-   * PlaybackInterrupted when the page is hidden (visibilitychange) or stop() is called.
+   * Play the motions by the plan (studies/playback.py: showings, pause_seconds,
+   * slow_motion), timed by requestAnimationFrame timestamps. Resolves to the playback
+   * log; rejects with PlaybackInterrupted when the page is hidden (visibilitychange) or
+   * stop() is called.
    */
-  play({ seconds = 6, repeats = 1, slowMotion = 1 } = {}) {
+  play(plan = {}) {
     if (!this.bodies.length) return Promise.reject(new Error('no motion loaded'));
     this.stop();
-    const perRepeat = seconds * slowMotion * 1000;
-    const total = perRepeat * repeats;
+    const motions = this.bodies.map((body) => body.motion);
+    const timeline = schedule(motions, plan);
     return new Promise((resolve, reject) => {
       let t0 = null;
       let wall0 = 0;
       let last = 0;
       let frames = 0;
       const intervals = [];
+      const starts = [];
       const cleanup = () => {
         cancelAnimationFrame(this._raf);
         this._raf = 0;
@@ -241,15 +285,19 @@ export class SkeletonPlayer {
         last = now;
         const elapsed = now - t0;
         frames += 1;
-        if (elapsed >= total) {
-          this.renderPhase(1);
+        const showing = Math.min(Math.floor(elapsed / timeline.periodMs), timeline.showings - 1);
+        if (starts.length <= showing) starts.push(elapsed);
+        this.canvas.dataset.showing = String(showing);
+        if (elapsed >= timeline.totalMs) {
+          this.renderTime(Infinity);
           cleanup();
-          resolve(playbackLog({ elapsed, frames, intervals, total, wall: performance.now() - wall0,
-                                seconds, repeats, slowMotion }));
+          resolve(playbackLog({ elapsed, frames, intervals, starts, timeline, motions, plan,
+                                wall: performance.now() - wall0 }));
           return;
         }
-        const repeat = Math.floor(elapsed / perRepeat);
-        this.renderPhase((elapsed - repeat * perRepeat) / perRepeat);
+        // Within a showing: natural time since its start; in the pause: the last frame.
+        const within = elapsed - showing * timeline.periodMs;
+        this.renderTime(within >= timeline.clipMs ? Infinity : within / timeline.slow / 1000);
         this._raf = requestAnimationFrame(step);
       };
       document.addEventListener('visibilitychange', onVisibility);
@@ -350,11 +398,11 @@ export class SkeletonPlayer {
     this.camera.updateProjectionMatrix();
   }
 
-  /** Write one body's instance matrices for `phase`, interpolating between frames. */
-  _pose(body, phase) {
+  /** Write one body's instance matrices at fractional frame `u`, interpolating between frames. */
+  _pose(body, u) {
     const { motion, pose, boneMesh, jointMesh } = body;
     const { a, b, d, q, s, m, yAxis } = this._tmp;
-    const u = phase * (motion.frames - 1);
+    u = Math.min(Math.max(u, 0), motion.frames - 1);
     const i0 = Math.floor(u);
     const i1 = Math.min(i0 + 1, motion.frames - 1);
     const f = u - i0;
@@ -395,23 +443,30 @@ export class SkeletonPlayer {
 }
 
 /** The log sent with an answer (field names as the studies API stores them). */
-function playbackLog({ elapsed, frames, intervals, total, wall, seconds, repeats, slowMotion }) {
+function playbackLog({ elapsed, frames, intervals, starts, timeline, motions, plan, wall }) {
   const sorted = intervals.slice().sort((x, y) => x - y);
   const median = sorted.length ? sorted[Math.floor(sorted.length / 2)] : 0;
   const late = median > 0 ? intervals.filter((v) => v > LATE_FACTOR * median).length : 0;
+  const fps = motions[0].fps;
   return {
     measured_duration_ms: round3(elapsed),
     frames_drawn: frames,
     late_frames: late,
     page_hidden: false,
-    expected_duration_ms: round3(total),
+    expected_duration_ms: round3(timeline.totalMs),
     median_frame_interval_ms: round3(median),
     max_frame_interval_ms: round3(sorted.length ? sorted[sorted.length - 1] : 0),
     // The frame that crossed the end: playback stops on the first frame at or after the
-    // configured duration, so the overshoot is less than this interval.
+    // planned duration, so the overshoot is less than this interval.
     final_frame_interval_ms: round3(intervals.length ? intervals[intervals.length - 1] : 0),
     wall_duration_ms: round3(wall),
-    seconds, repeats, slow_motion: slowMotion,
+    motion_fps: fps,
+    effective_fps: round3(fps / timeline.slow),
+    clip_seconds: round3(timeline.clipMs / timeline.slow / 1000),
+    showings: timeline.showings,
+    pause_seconds: round3(timeline.pauseMs / 1000),
+    showing_starts_ms: starts.map(round3),
+    seconds: plan.seconds, repeats: plan.repeats, slow_motion: timeline.slow, // undefined ones are left out
   };
 }
 

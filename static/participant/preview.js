@@ -30,10 +30,10 @@ async function main() {
     root.dataset.state = 'playing';
     statusLine.textContent = 'Playing…';
     try {
-      const log = await player.play({ seconds: data.playback.seconds, repeats: data.playback.repeats,
-                                      slowMotion: data.playback.slow_motion });
+      const log = await player.play(data.playback);
       statusLine.textContent = `Played in ${(log.measured_duration_ms / 1000).toFixed(3)} s, `
-        + `${log.frames_drawn} frames, ${log.late_frames} late.`;
+        + `${log.frames_drawn} frames, ${log.late_frames} late (${log.showings} × ${log.clip_seconds} s `
+        + `at ${log.effective_fps} fps).`;
     } catch (e) {
       statusLine.textContent = `Playback stopped (${e.message}).`;
     }

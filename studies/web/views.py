@@ -14,6 +14,7 @@ from attacks.models import AdversarialSample
 
 from ..models import Study
 from ..payloads import encode_motion
+from ..playback import plan
 
 TOKEN_PLACEHOLDER = "__token__"
 # How each kind labels its viewports (indistinguishability-type studies tell the
@@ -48,7 +49,7 @@ def study_page(request, slug):
         "prompt": protocol.PROMPT,
         "instructions_template": INSTRUCTION_TEMPLATES.get(study.kind, INSTRUCTION_TEMPLATES["deceitfulness"]),
         "page_config": page_config(study, config),
-        "total_seconds": config["playback_seconds"] * config["slow_motion"] * config["repeats"],
+        "total_seconds": config["playback_seconds"] * config["repeats"] * config["slow_motion"],
     })
 
 
@@ -68,7 +69,7 @@ def page_config(study: Study, config: dict) -> dict:
         "trials": config["trials_per_participant"],
         "practice_trials": config["practice_trials"],
         "playback": {"seconds": config["playback_seconds"], "repeats": config["repeats"],
-                     "slow_motion": config["slow_motion"]},
+                     "slow_motion": config["slow_motion"], "pause_seconds": config["repeat_pause_seconds"]},
         "view_labels": VIEW_LABELS.get(study.kind, ["Left", "Right"]),
         "min_window": MIN_WINDOW,
         "api": api,
@@ -99,7 +100,8 @@ def sample_preview(request, sample_id):
         "motions": [encode_motion(sample.original_motion(), sample.fps),
                     encode_motion(sample.adversarial_motion(), sample.fps)],
         "skeleton": {"num_joints": len(skeleton.joints), "bones": [list(b) for b in skeleton.bones], "up": "y"},
-        "playback": {"seconds": seconds, "repeats": 1, "slow_motion": slow},
+        "playback": plan([(sample.num_frames, sample.fps)] * 2,
+                         {"playback_seconds": seconds, "repeats": 1, "slow_motion": slow}),
         "view_labels": ["Original", f"Adversarial ({sample.method})"],
     }
     return render(request, "participant/admin_preview.html", {
