@@ -3,8 +3,8 @@ pause between them.
 
 Why: what participants judge (jitter, accelerations, bone wobble) lives in time, so a
 motion must play at the frame rate it was captured at. A study's `playback_seconds`
-is a viewing budget, not a duration to stretch the clip to: the clip repeats as many
-whole times as fit in the budget (at least once, never cut short), with a still pause
+is a viewing budget, not a duration to stretch the clip to: the clip repeats the whole
+number of times that comes nearest the budget (at least once, never cut short), with a still pause
 on its last frame between repeats so the restart is visible as a restart rather than a
 jump. Slow motion plays the same repeats three times slower (the paper's "3x slower"),
 so the real-time and slow conditions show the same content; the pauses stay as set.
@@ -41,8 +41,9 @@ def plan(motions: list[tuple[int, float]], config: dict) -> dict:
     pause = float(config.get("repeat_pause_seconds", DEFAULT_PAUSE_SECONDS))
     slow = config["slow_motion"]
     budget = config["playback_seconds"] * config["repeats"]
-    # Whole showings with pauses between them (none after the last) that fit the budget.
-    showings = max(1, math.floor((budget + pause) / (clip + pause) + 1e-9))
+    # The number of whole showings (pauses between them, none after the last) whose total
+    # comes nearest the budget: within half a showing of it, either side.
+    showings = max(1, math.floor((budget + pause) / (clip + pause) + 0.5))
     total = showings * clip * slow + (showings - 1) * pause
     return {
         "fps": [float(fps) for _, fps in motions],

@@ -99,7 +99,7 @@ def page(chromium, live_server, transactional_db):
     context.close()
 
 
-def study_with_samples(kind: str, slug: str | None = None, num_clips: int = 4, num_frames: int = 60, **config):
+def study_with_samples(kind: str, slug: str | None = None, num_clips: int = 6, num_frames: int = 60, **config):
     """An open study of `kind` over freshly made synthetic samples (tests.factories)."""
     from tests.factories import make_samples, make_study
     make_samples(num_clips=num_clips, num_frames=num_frames)

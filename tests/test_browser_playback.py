@@ -79,7 +79,7 @@ def run_on_virtual_clock(page, live_server, kind: str, step_ms: float = 1000 / 6
 def test_a_30_fps_two_second_clip_plays_in_two_seconds_then_repeats_after_a_pause(page, live_server):
     """61 frames at 30 fps last 2 s: the player reaches the last frame 2 s after the
     first, holds it for the 0.5 s pause, starts again from frame 0, and stops after the
-    whole showings that fit the 5 s budget (2), with every frame in between following
+    whole showings nearest the 5 s budget (2), with every frame in between following
     the motion's own clock. The server planned the same schedule and stored it."""
     bot, seen = run_on_virtual_clock(page, live_server, "indistinguishability", num_frames=61,
                                      playback_seconds=5.0, repeat_pause_seconds=0.5)
@@ -165,8 +165,8 @@ def test_deceitfulness_labels_appear_only_after_the_motion(page, live_server):
 
 @pytest.mark.browser
 def test_real_time_playback_in_chromium_lasts_its_planned_duration(page, live_server):
-    """On the real clock of headless Chromium: the planned duration (two showings of a
-    1.97 s clip and a 0.5 s pause) within the frame that crossed the end, animated
+    """On the real clock of headless Chromium: the planned duration (three showings of a
+    1.97 s clip and two 0.5 s pauses) within the frame that crossed the end, animated
     throughout, and the answer, sent after the playback, is not flagged."""
     study_with_samples("deceitfulness", trials_per_participant=1, practice_trials=0, playback_seconds=6.0)
     bot = StudyBot(page, live_server.url)
@@ -178,7 +178,7 @@ def test_real_time_playback_in_chromium_lasts_its_planned_duration(page, live_se
     assert bot.wait_next() == "complete"
     log = bot.sent[-1]["playback"]
     print(f"real-time playback: {log}")
-    expected = 2 * 59 / FPS * 1000 + 500
+    expected = 3 * 59 / FPS * 1000 + 2 * 500
     assert log["expected_duration_ms"] == pytest.approx(expected, abs=0.002)
     assert expected <= log["measured_duration_ms"] <= expected + log["final_frame_interval_ms"] + 0.002, log
     assert log["frames_drawn"] >= 20, log  # animated, not a few stills (even at a loaded machine's rate)

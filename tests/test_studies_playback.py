@@ -16,23 +16,23 @@ JSON = "application/json"
 CONFIG = {"playback_seconds": 6.0, "repeats": 1, "slow_motion": 1, "repeat_pause_seconds": 0.5}
 
 
-def test_clip_plays_at_its_frame_rate_and_repeats_whole_within_the_budget():
-    # 61 frames at 30 fps last 2 s; 2 s + 0.5 + 2 s = 4.5 s fit in 6 s, a third showing does not.
+def test_clip_plays_at_its_frame_rate_and_repeats_whole_nearest_the_budget():
+    # 61 frames at 30 fps last 2 s; 3 showings with 2 pauses of 0.5 s (7 s) come nearer
+    # the 6 s budget than 2 (4.5 s).
     p = playback.plan([(61, 30.0)], CONFIG)
-    assert p["clip_seconds"] == 2.0 and p["showings"] == 2 and p["total_seconds"] == 4.5
+    assert p["clip_seconds"] == 2.0 and p["showings"] == 3 and p["total_seconds"] == 7.0
     assert p["effective_fps"] == [30.0]
-    # A 60-frame HDM05 window at 120 Hz is 0.49 s: 6 showings (2.95 s + 5 pauses of 0.5 s).
+    assert playback.plan([(61, 30.0)], {**CONFIG, "playback_seconds": 5.0})["showings"] == 2  # 4.5 s, not 7
+    # A 60-frame HDM05 window at 120 Hz is 0.49 s: 7 showings (3.44 s + 6 pauses of 0.5 s).
     hdm = playback.plan([(60, 120.0)], CONFIG)
-    assert hdm["showings"] == 6 and hdm["total_seconds"] == pytest.approx(6 * 59 / 120 + 5 * 0.5)
+    assert hdm["showings"] == 7 and hdm["total_seconds"] == pytest.approx(7 * 59 / 120 + 6 * 0.5)
     # Slow motion: the same showings, each three times longer; pauses unchanged.
     slow = playback.plan([(61, 30.0)], {**CONFIG, "slow_motion": 3})
-    assert slow["showings"] == 2 and slow["total_seconds"] == 12.5 and slow["effective_fps"] == [10.0]
+    assert slow["showings"] == 3 and slow["total_seconds"] == 19.0 and slow["effective_fps"] == [10.0]
     # A clip longer than the budget plays once, in full, never cut.
     long = playback.plan([(301, 30.0)], CONFIG)
     assert long["showings"] == 1 and long["total_seconds"] == 10.0
-    # Exactly fitting showings count (no rounding away of the last one).
-    assert playback.plan([(61, 30.0)], {**CONFIG, "playback_seconds": 4.5})["showings"] == 2
-    # Side by side, the longer clip sets the showing; repeats multiply the budget.
+    # Side by side, the longer clip sets the showing; repeats multiply the budget (12 s: 5 showings).
     pair = playback.plan([(61, 30.0), (31, 30.0)], {**CONFIG, "repeats": 2})
     assert pair["clip_seconds"] == 2.0 and pair["showings"] == 5
     with pytest.raises(ValueError, match="fps"):
