@@ -18,7 +18,7 @@ from django.utils import timezone
 from attacks.models import AdversarialSample
 
 from .models import MotionHandle, Participant, Response, Stimulus, Study, Trial
-from .protocols.base import PoolItem, SampleInfo
+from .protocols.base import PoolItem, SampleInfo, check_capacity, clips_of, items_needed, least_used
 
 
 def matching_samples(study: Study, config: dict | None = None):
@@ -49,8 +49,16 @@ def sample_infos(ids=None, queryset=None) -> dict[int, SampleInfo]:
 def build_pool(study: Study) -> int:
     """Create the study's stimulus pool and motion handles from the matching samples.
     Idempotent and safe under concurrency: a study that already has a pool keeps it
-    (usage counts included)."""
+    (usage counts included).
+
+    A pool too small for a participant's trials under the clip rule (one source clip at
+    most once per participant; practice on clips of its own) is a ConfigurationError
+    with the numbers, raised before it is stored, so at `create_study`, `Study.open` or
+    the first participant, never as sampling with replacement. A draft's existing pool
+    is checked again (its configuration may have changed since)."""
     if study.stimuli.exists():
+        if study.status == Study.DRAFT:
+            _check_capacity(study, [_pool_item(s) for s in study.stimuli.all()])
         return study.stimuli.count()
     with transaction.atomic():
         # A no-op write first: it takes the study's row lock (PostgreSQL) or the write
@@ -65,6 +73,8 @@ def _create_pool(study: Study) -> int:
     config = study.config
     infos = sample_infos(queryset=matching_samples(study, config))
     items = study.protocol.pool_items(list(infos.values()), config)
+    if items:  # an empty pool is reported as such by the callers
+        check_capacity(study.protocol, items, infos, config)
     Stimulus.objects.bulk_create([Stimulus(study=study, condition=i.condition, samples=i.samples) for i in items])
     used = sorted({sid for i in items for sid in i.samples.values()})
     MotionHandle.objects.bulk_create(
@@ -72,6 +82,16 @@ def _create_pool(study: Study) -> int:
          for sid in used for v in (MotionHandle.ORIGINAL, MotionHandle.ADVERSARIAL) for side in ("left", "right")],
         ignore_conflicts=True)
     return len(items)
+
+
+def _pool_item(stimulus: Stimulus) -> PoolItem:
+    return PoolItem(condition=stimulus.condition, samples=stimulus.samples, id=stimulus.id, usage=stimulus.usage_count)
+
+
+def _check_capacity(study: Study, pool: list[PoolItem]):
+    if pool:
+        infos = sample_infos(ids={sid for p in pool for sid in p.samples.values()})
+        check_capacity(study.protocol, pool, infos, study.config)
 
 
 def start_participation(study: Study, *, prolific_pid: str = "", prolific_study_id: str = "",
@@ -109,26 +129,32 @@ def trial_rng(config: dict, participant: Participant) -> np.random.Generator:
 
 
 def _assign_trials(study: Study, participant: Participant, config: dict):
+    """Store a new participant's trials: practice first, then the main and catch trials.
+
+    Practice feedback reveals the answer key of what it shows, so practice clips are
+    set aside first (the most used items, so the least used stay for the main trials)
+    and the main and catch trials draw from the other clips only; `check_capacity` made
+    sure at pool time that enough are left. Catch trials count as usage like main ones
+    (they are released like them too); practice does not."""
     protocol = study.protocol
-    pool = [PoolItem(condition=s.condition, samples=s.samples, id=s.id, usage=s.usage_count)
-            for s in study.stimuli.all()]
+    pool = [_pool_item(s) for s in study.stimuli.all()]
     infos = sample_infos(ids={sid for p in pool for sid in p.samples.values()})
     rng = trial_rng(config, participant)
-    main = protocol.build_trials(pool, infos, config, rng)
-    # Practice feedback reveals the answer key of what it shows, so practice draws from
-    # stimuli this participant will not meet again in the main trials (when any are left).
-    in_main = {spec.pool_item.id for spec in main if spec.pool_item}
-    spare = [p for p in pool if p.id not in in_main] or pool
-    practice = protocol.build_trials(spare, infos, config, rng, n=config["practice_trials"], practice=True) \
-        if config["practice_trials"] else []
+    practice_items = least_used(pool, items_needed(protocol, config["practice_trials"]), rng, infos,
+                                distinct_clips=True, most_used=True) if config["practice_trials"] else []
+    reserved = frozenset().union(*(clips_of(p, infos) for p in practice_items))
+    main = protocol.build_trials([p for p in pool if not clips_of(p, infos) & reserved], infos, config, rng)
+    practice = protocol.build_trials(practice_items, infos, config, rng, n=config["practice_trials"],
+                                     practice=True) if practice_items else []
     handles = {(h.sample_id, h.variant, h.side): h.id for h in study.motion_handles.all()}
     rows = []
     for position, spec in enumerate(practice + main):
         rows.append(Trial(
             participant=participant, position=position, is_practice=spec.is_practice, condition=spec.condition,
             stimulus_id=spec.pool_item.id if spec.pool_item else None,
-            left_id=handles[(spec.left.sample, spec.left.variant, "left")],
-            right_id=handles[(spec.right.sample, spec.right.variant, "right")] if spec.right else None,
+            left_id=handles[(spec.left.sample, spec.left.variant, spec.left.side or "left")],
+            right_id=handles[(spec.right.sample, spec.right.variant, spec.right.side or "right")]
+            if spec.right else None,
             options=spec.options, correct=spec.correct,
             design={**spec.design, "left_method": spec.left.method,
                     "right_method": spec.right.method if spec.right else None}))

@@ -1,7 +1,23 @@
-"""A study's results: answers gathered into tables, the protocol's statistics, figures
-and exports (CSV one row per trial / per participant, JSON).
+"""A study's results: answers gathered into tables, the exclusion rules, the protocol's
+statistics, figures and exports (CSV one row per trial / per participant, JSON).
 
 `build_report` is what the `study_report` command and the admin call.
+
+Who and what is analysed (every exclusion is counted, by reason, under `exclusions`):
+- participants: researcher tests (`is_test`) never; unfinished participations
+  (active, abandoned) only with `include_partial`; those screened out (this study's
+  sensitivity screen, or a study of their series) and those below `catch_threshold` on
+  their catch trials are excluded by rule, their data kept and flagged;
+- trials of the remaining participants: dropped when the playback log shows a hidden
+  page, late frames above `max_late_frame_share` of the frames drawn, a measured
+  duration off the expected one by more than `max_duration_error` (a share; expected:
+  the server's playback plan, else the player's own figure), or when the server
+  flagged the answer 'early' (sent before the playback could have ended). A log without
+  the figures a rule needs cannot break that rule.
+Catch trials decide the catch rule and are never part of a protocol's statistics.
+
+Exports name participants by their pseudonym (the PROLIFIC_PID only in participants.csv)
+and escape every text cell a spreadsheet would run as a formula.
 """
 from __future__ import annotations
 
@@ -12,29 +28,38 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .models import Study, Trial
+from . import statistics
+from .models import Participant, Study, Trial
+from .protocols.base import CATCH
 from .statistics import finite
 
-TRIAL_COLUMNS = ["study", "participant", "participant_status", "prolific_pid", "position", "trial", "is_practice",
+TRIAL_COLUMNS = ["study", "participant", "participant_status", "position", "trial", "is_practice",
                  "condition", "method", "left_method", "right_method", "left_shows", "right_shows", "dataset",
                  "recognizer", "strategy", "clip", "sample", "truth", "truth_name", "after", "after_name",
                  "options", "answer", "chosen_name", "correct", "is_correct", "response_time_ms",
-                 "playback_duration_ms", "frames_drawn", "late_frames", "page_hidden", "submitted_at", "screened_out"]
+                 "playback_duration_ms", "expected_duration_ms", "frames_drawn", "late_frames", "page_hidden",
+                 "effective_fps", "showings", "flags", "submitted_at", "trial_excluded", "participant_excluded",
+                 "screened_out"]
+TRIAL_REASONS = ("page_hidden", "late_frames", "duration", "early")
+PARTICIPANT_REASONS = ("test", "partial", "screened_out", "catch")
+FINISHED = (Participant.COMPLETED, Participant.SCREENED_OUT)
+# Cells a spreadsheet may run as a formula (OWASP's CSV injection list).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def trial_frame(study: Study, answered_only: bool = False) -> pd.DataFrame:
-    """One row per trial (long format) with the design facts, the answer and the
-    participant's screening flag."""
+    """One row per trial (long format) with the design facts, the answer and its
+    playback log; `participant` is the pseudonym."""
     qs = Trial.objects.filter(participant__study=study).order_by("participant_id", "position")
     if answered_only:
         qs = qs.filter(response__isnull=False)
     rows = list(qs.values(
-        "participant_id", "participant__status", "participant__prolific_pid", "position", "key", "is_practice",
+        "participant__pseudonym", "participant__status", "position", "key", "is_practice",
         "condition", "design", "options", "correct", "left__variant", "right__variant", "left__sample_id",
         "left__sample__clip__dataset__name", "left__sample__clip__dataset__class_names",
         "left__sample__recognizer__name", "left__sample__strategy", "left__sample__clip__index",
-        "response__answer", "response__is_correct", "response__response_time_ms", "response__playback",
-        "response__submitted_at"))
+        "playback_plan", "response__answer", "response__is_correct", "response__response_time_ms",
+        "response__playback", "response__flags", "response__submitted_at"))
     out = []
     for r in rows:
         design = r["design"] or {}
@@ -44,9 +69,10 @@ def trial_frame(study: Study, answered_only: bool = False) -> pd.DataFrame:
         chosen = next((o["text"] for o in r["options"] if o["value"] == answer), None) \
             if study.kind == "deceitfulness" else None
         playback = r["response__playback"] or {}
+        plan = r["playback_plan"] or {}
         out.append({
-            "study": study.slug, "participant": r["participant_id"], "participant_status": r["participant__status"],
-            "prolific_pid": r["participant__prolific_pid"], "position": r["position"], "trial": r["key"],
+            "study": study.slug, "participant": r["participant__pseudonym"],
+            "participant_status": r["participant__status"], "position": r["position"], "trial": r["key"],
             "is_practice": r["is_practice"], "condition": r["condition"],
             "method": None if study.kind == "naturalness" else design.get("right_method") or design.get("left_method"),
             "left_method": design.get("left_method"), "right_method": design.get("right_method"),
@@ -59,62 +85,178 @@ def trial_frame(study: Study, answered_only: bool = False) -> pd.DataFrame:
             "options": "|".join(o["text"] for o in r["options"]), "answer": answer, "chosen_name": chosen,
             "correct": r["correct"] or None, "is_correct": r["response__is_correct"],
             "response_time_ms": r["response__response_time_ms"],
-            "playback_duration_ms": playback.get("measured_duration_ms"), "frames_drawn": playback.get("frames_drawn"),
+            "playback_duration_ms": playback.get("measured_duration_ms"),
+            "expected_duration_ms": _expected_ms(plan, playback), "frames_drawn": playback.get("frames_drawn"),
             "late_frames": playback.get("late_frames"), "page_hidden": playback.get("page_hidden"),
+            "effective_fps": _first(playback.get("effective_fps", plan.get("effective_fps"))),
+            "showings": playback.get("showings", plan.get("showings")),
+            "flags": "|".join(r["response__flags"] or []) or None,
             "submitted_at": r["response__submitted_at"].isoformat() if r["response__submitted_at"] else None,
         })
-    frame = pd.DataFrame(out, columns=[c for c in TRIAL_COLUMNS if c != "screened_out"])
-    return frame
+    return pd.DataFrame(out, columns=TRIAL_COLUMNS[:TRIAL_COLUMNS.index("trial_excluded")])
+
+
+def _expected_ms(plan: dict, playback: dict):
+    """Expected playback duration (ms): the server's plan, else what the player reported."""
+    if plan.get("total_seconds") is not None:
+        return float(plan["total_seconds"]) * 1000
+    return playback.get("expected_duration_ms")
+
+
+def _first(value):
+    return value[0] if isinstance(value, list) and value else value
+
+
+def trial_exclusions(frame: pd.DataFrame, config: dict) -> pd.Series:
+    """Per trial row, the exclusion reasons ('|'-joined, '' when kept) under the study's
+    rules (module docstring); units: a share of frames drawn, a share of the expected
+    duration."""
+    def reasons(r) -> str:
+        out = []
+        if isinstance(r.page_hidden, (bool, np.bool_)) and r.page_hidden:
+            out.append("page_hidden")
+        frames, late = _number(r.frames_drawn), _number(r.late_frames)
+        if frames and late is not None and late / frames > config["max_late_frame_share"]:
+            out.append("late_frames")
+        expected, measured = _number(r.expected_duration_ms), _number(r.playback_duration_ms)
+        if expected and measured is not None and abs(measured - expected) / expected > config["max_duration_error"]:
+            out.append("duration")
+        if isinstance(r.flags, str) and "early" in r.flags.split("|"):
+            out.append("early")
+        return "|".join(out)
+    if frame.empty:
+        return pd.Series([], dtype=object, index=frame.index)
+    return pd.Series([reasons(r) for r in frame.itertuples()], index=frame.index, dtype=object)
+
+
+def _number(value):
+    """A finite number, or None (missing, NaN, not a number)."""
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def catch_table(frame: pd.DataFrame, threshold: float) -> pd.DataFrame:
+    """Per participant with catch trials: how many, how many right, the accuracy and
+    whether it reaches `threshold` (participants without catch trials are not listed)."""
+    catch = frame[(frame["condition"] == CATCH) & ~frame["is_practice"]]
+    if catch.empty:
+        return pd.DataFrame(columns=["participant", "catch_trials", "catch_correct", "catch_accuracy", "passed"])
+    acc = catch.groupby("participant")["is_correct"].agg(["sum", "count"]).reset_index()
+    out = pd.DataFrame({"participant": acc["participant"], "catch_trials": acc["count"].astype(int),
+                        "catch_correct": acc["sum"].astype(int)})
+    out["catch_accuracy"] = out["catch_correct"] / out["catch_trials"]
+    out["passed"] = out["catch_accuracy"] >= threshold
+    return out
 
 
 def participant_frame(study: Study, screening: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per participant: the pseudonym (the id used everywhere else), the external
+    ids, status, consent, questionnaire and browser facts."""
     rows = []
     for p in study.participants.order_by("id"):
-        rows.append({"participant": p.id, "status": p.status, "prolific_pid": p.prolific_pid,
-                     "prolific_study_id": p.prolific_study_id, "prolific_session_id": p.prolific_session_id,
+        rows.append({"participant": p.pseudonym, "status": p.status, "is_test": p.is_test,
+                     "prolific_pid": p.prolific_pid, "prolific_study_id": p.prolific_study_id,
+                     "prolific_session_id": p.prolific_session_id, "consent_version": p.consent_version,
                      "consent_at": p.consent_at.isoformat(), "started_at": p.started_at.isoformat(),
                      "completed_at": p.completed_at.isoformat() if p.completed_at else None,
                      "trials": p.trials.count(), "answered": p.responses.count(),
-                     "browser": json.dumps(p.browser), "screen": json.dumps(p.screen)})
-    frame = pd.DataFrame(rows, columns=["participant", "status", "prolific_pid", "prolific_study_id",
-                                        "prolific_session_id", "consent_at", "started_at", "completed_at", "trials",
-                                        "answered", "browser", "screen"])
+                     "questionnaire": json.dumps(p.questionnaire), "browser": json.dumps(p.browser),
+                     "screen": json.dumps(p.screen)})
+    frame = pd.DataFrame(rows, columns=["participant", "status", "is_test", "prolific_pid", "prolific_study_id",
+                                        "prolific_session_id", "consent_version", "consent_at", "started_at",
+                                        "completed_at", "trials", "answered", "questionnaire", "browser", "screen"])
     if screening is not None and not screening.empty:
         frame = frame.merge(screening[["participant", "sensitivity_trials", "sensitivity_accuracy", "passed"]],
                             on="participant", how="left")
-        frame["screened_out"] = frame["passed"].eq(False)
+        frame["screened_out"] = frame["passed"].eq(False) | frame["status"].eq(Participant.SCREENED_OUT)
         frame = frame.drop(columns="passed")
     else:
-        frame["screened_out"] = False
+        frame["screened_out"] = frame["status"].eq(Participant.SCREENED_OUT)
     return frame
 
 
-def analyse(study: Study) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
-    """(statistics, trial table, participant table) of a study's answered trials."""
-    trials = trial_frame(study)
-    answered = trials[trials["answer"].notna()].copy()
-    answered["is_correct"] = answered["is_correct"].astype("boolean").fillna(False).astype(bool)
-    answered["is_practice"] = answered["is_practice"].astype(bool)
+def analyse(study: Study, include_partial: bool = False) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
+    """(summary with statistics and exclusions, trial table, participant table).
+
+    The tables keep every row (flagged with its exclusion reasons); the statistics use
+    only what the rules keep (module docstring). `include_partial` lets unfinished
+    participations in."""
     config = study.config
-    if answered.empty:
-        stats = {}
-        screening = None
-    else:
-        stats = study.protocol.analyse(answered, config)
-        screening = pd.DataFrame(stats["screening"]) if "screening" in stats else None
+    trials = trial_frame(study)
+    trials["is_practice"] = trials["is_practice"].astype(bool)
+    answered_all = trials[trials["answer"].notna()].copy()
+    answered_all["is_correct"] = answered_all["is_correct"].astype("boolean").fillna(False).astype(bool)
+    main_all = answered_all[~answered_all["is_practice"]]
+    has_sensitivity = bool((main_all["condition"] == "sensitivity").any())
+    screening = statistics.screening(main_all, config["screening_threshold"]) \
+        if has_sensitivity and not main_all.empty else None
     participants = participant_frame(study, screening)
-    flagged = set(participants.loc[participants["screened_out"], "participant"])
-    trials["screened_out"] = trials["participant"].isin(flagged)
+
+    # Participant rules: test, partial, screened out (order of the reasons' list).
+    why = {p: [] for p in participants["participant"]}
+    for r in participants.itertuples():
+        if r.is_test:
+            why[r.participant].append("test")
+        if r.status not in FINISHED and not include_partial:
+            why[r.participant].append("partial")
+        if r.screened_out:
+            why[r.participant].append("screened_out")
+    # Trial rules, then the catch rule on the catch trials that survive them.
+    trials["trial_excluded"] = trial_exclusions(trials, config)
+    trials.loc[trials["is_practice"] | trials["answer"].isna(), "trial_excluded"] = ""
+    answered_all["trial_excluded"] = trials.loc[answered_all.index, "trial_excluded"]
+    valid = answered_all[(answered_all["trial_excluded"] == "") & ~answered_all["is_practice"]]
+    catch = catch_table(valid, config["catch_threshold"])
+    for r in catch.itertuples():
+        if not r.passed:
+            why[r.participant].append("catch")
+    reasons = {p: "|".join(v) for p, v in why.items()}
+    participants["excluded"] = participants["participant"].map(reasons).fillna("")
+    participants = participants.merge(catch.drop(columns="passed"), on="participant", how="left") \
+        if not catch.empty else participants.assign(catch_trials=0, catch_correct=0, catch_accuracy=None)
+    trials["participant_excluded"] = trials["participant"].map(reasons).fillna("")
+    trials["screened_out"] = trials["participant"].map(dict(zip(participants["participant"],
+                                                                participants["screened_out"]))).fillna(False)
+
+    kept_people = {p for p, v in why.items() if not v}
+    considered = main_all[main_all["participant"].isin(kept_people) & (main_all["condition"] != CATCH)]
+    analysed = valid[valid["participant"].isin(kept_people) & (valid["condition"] != CATCH)] \
+        .drop(columns="trial_excluded")
+    stats = study.protocol.analyse(analysed, config) if not analysed.empty else {}
+    exclusions = {
+        "rules": {"include_partial": include_partial, "catch_threshold": config["catch_threshold"],
+                  "max_late_frame_share": config["max_late_frame_share"],
+                  "max_duration_error": config["max_duration_error"]},
+        "participants": {"total": len(why), "analysed": len(kept_people), "excluded": len(why) - len(kept_people),
+                         "by_reason": {k: sum(k in v for v in why.values()) for k in PARTICIPANT_REASONS}},
+        "trials": _trial_counts(trials.loc[considered.index, "trial_excluded"], len(analysed)),
+        "catch": catch.to_dict("records"),
+    }
     summary = {"study": study.slug, "name": study.name, "kind": study.kind, "status": study.status,
                "configuration": {k: v for k, v in config.items()}, "progress": study.progress(),
-               "trials_answered": int(len(answered)), "statistics": _clean(stats)}
+               "trials_answered": int(len(answered_all)), "trials_analysed": int(len(analysed)),
+               "exclusions": _clean(exclusions), "statistics": _clean(stats)}
     return summary, trials, participants
 
 
-def build_report(study: Study, out_dir: str | Path | None = None) -> dict:
+def _trial_counts(reasons: pd.Series, analysed: int) -> dict:
+    """Main (non-practice, non-catch) answered trials of the analysed participants: how
+    many, how many dropped and why (a trial may break several rules)."""
+    lists = [r.split("|") if r else [] for r in reasons]
+    return {"total": len(lists), "analysed": analysed, "excluded": sum(1 for v in lists if v),
+            "by_reason": {k: sum(k in v for v in lists) for k in TRIAL_REASONS}}
+
+
+def build_report(study: Study, out_dir: str | Path | None = None, include_partial: bool = False) -> dict:
     """Statistics of a study; with `out_dir`, also writes report.json, trials.csv,
-    participants.csv (UTF-8 with BOM) and the figures, listed under `files`."""
-    summary, trials, participants = analyse(study)
+    participants.csv (UTF-8 with BOM) and the figures, listed under `files`.
+    `include_partial`: analyse unfinished participations too."""
+    summary, trials, participants = analyse(study, include_partial=include_partial)
     figures = study.protocol.figures(summary["statistics"]) if summary["statistics"] else {}
     summary["figures"] = sorted(figures)
     if out_dir is not None:
@@ -128,12 +270,31 @@ def build_report(study: Study, out_dir: str | Path | None = None) -> dict:
     return summary
 
 
+def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy whose text cells that start like a formula (= + - @, tab, carriage return)
+    carry a leading single quote, so a spreadsheet shows them instead of running them.
+    Numbers stay numbers (a negative value is no formula)."""
+    def escape(value):
+        return "'" + value if isinstance(value, str) and value.startswith(FORMULA_STARTS) else value
+    out = frame.copy()
+    for column in out.columns:
+        if not pd.api.types.is_numeric_dtype(out[column]):  # object or string columns
+            out[column] = out[column].map(escape)
+    return out
+
+
 def trials_csv(frame: pd.DataFrame) -> bytes:
-    return frame.to_csv(index=False).encode("utf-8-sig")
+    return _csv(frame)
 
 
 def participants_csv(frame: pd.DataFrame) -> bytes:
-    return frame.to_csv(index=False).encode("utf-8-sig")
+    return _csv(frame)
+
+
+def _csv(frame: pd.DataFrame) -> bytes:
+    """UTF-8 with BOM (spreadsheets), CRLF rows (RFC 4180: a cell holding a bare carriage
+    return is then quoted too), formula-like cells escaped."""
+    return spreadsheet_safe(frame).to_csv(index=False, lineterminator="\r\n").encode("utf-8-sig")
 
 
 def _clean(value):

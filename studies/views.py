@@ -26,7 +26,7 @@ from attacks.models import AdversarialSample, Dataset
 from . import assignment, permissions
 from .throttling import ThrottledEarly
 from .models import MotionHandle, Participant, Study, Trial
-from .payloads import encode_motion
+from .payloads import encode_handle
 from .serializers import (AnswerResultSerializer, AnswerSerializer, CompletionSerializer, NextTrialSerializer,
                           ParticipationSerializer, StartParticipationSerializer, StudyPublicSerializer)
 
@@ -197,14 +197,15 @@ class MotionDetail(ThrottledEarly, APIView):
 
 
 def motion_json(key: str) -> str | None:
-    """Encoded motion JSON for a handle key, memoised in Django's cache."""
+    """Encoded motion JSON for a handle key, memoised in Django's cache: each view on its
+    own quantisation grid, a catch trial's broken view broken (`payloads.encode_handle`)."""
     cache_key = f"studies:motion:{key}"
     body = cache.get(cache_key)
     if body is None:
-        handle = MotionHandle.objects.select_related("sample").filter(key=key).first()
+        handle = MotionHandle.objects.select_related("sample", "study").filter(key=key).first()
         if handle is None:
             return None
-        body = json.dumps(encode_motion(handle.motion(), handle.sample.fps), separators=(",", ":"))
+        body = json.dumps(encode_handle(handle), separators=(",", ":"))
         cache.set(cache_key, body, timeout=MOTION_MAX_AGE)
     return body
 

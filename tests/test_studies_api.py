@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from studies import assignment
 from studies.models import MotionHandle, Participant, Response, Stimulus, Study, Trial
+from studies.protocols.base import ConfigurationError
 from tests.factories import make_samples, make_study
 
 pytestmark = pytest.mark.django_db
@@ -22,7 +23,7 @@ NUMERIC_FIELDS = {"position", "total", "num_joints", "bones", "shape", "fps", "o
 
 @pytest.fixture
 def world():
-    return make_samples(num_clips=4)
+    return make_samples(num_clips=8)  # enough distinct clips for 3 trials + 2 practice (one clip once each)
 
 
 def start(client, slug, **extra):
@@ -252,15 +253,19 @@ def test_a_full_study_releases_timed_out_participants_before_refusing_newcomers(
 
 
 def test_practice_stimuli_are_not_met_again_in_the_main_trials(world):
-    study = make_study("deceitfulness", trials_per_participant=2, practice_trials=2)  # pool of 4 motions
+    study = make_study("deceitfulness", trials_per_participant=6, practice_trials=2)  # pool of 8 clips
     for _ in range(4):
         p, _ = assignment.start_participation(study)
         practice = set(p.trials.filter(is_practice=True).values_list("stimulus_id", flat=True))
         main = set(p.trials.filter(is_practice=False).values_list("stimulus_id", flat=True))
-        assert len(main) == 2 and practice and not practice & main
-    small = make_study("indistinguishability", slug="small", trials_per_participant=4, practice_trials=2)
-    p, _ = assignment.start_participation(small)  # no stimulus left over: practice reuses the pool
-    assert p.trials.filter(is_practice=True).count() == 2 and p.trials.count() == 6
+        assert len(main) == 6 and len(practice) == 2 and not practice & main
+        clips = list(p.trials.values_list("left__sample__clip_id", flat=True))
+        assert len(clips) == len(set(clips)) == 8  # no clip twice, practice included
+    # no clip left over for practice: refused when the study opens, with the numbers
+    with pytest.raises(ConfigurationError, match="8 distinct clips, 7 trials per participant need 7, "
+                                                 "2 practice trials 2 more"):
+        make_study("indistinguishability", slug="small", trials_per_participant=7, practice_trials=2)
+    assert Study.objects.get(slug="small").stimuli.count() == 0
 
 
 def test_openapi_schema_lists_the_participant_endpoints(client):

@@ -56,3 +56,34 @@ def test_payload_names_nothing_but_geometry():
 def test_bad_shapes_are_rejected():
     with pytest.raises(ValueError, match="shape"):
         encode_motion(np.zeros((30, 25, 3)), fps=30)
+
+
+def test_each_view_has_its_own_grid_same_format_and_sub_millimetre_agreement():
+    motion = smooth_motion()
+    left = encode_motion(motion, fps=30, view="key-a", side="left")
+    right = encode_motion(motion, fps=30, view="key-b", side="right")
+    assert set(left) == set(right) == {"format", "shape", "fps", "offset", "scale", "data"}
+    assert left["data"] != right["data"] and left["offset"] != right["offset"]
+    # the same view key on either side still differs: the side decides the shift's sign
+    assert encode_motion(motion, fps=30, view="key-a", side="right")["offset"] != left["offset"]
+    assert encode_motion(motion, fps=30, view="key-a", side="left") == left  # deterministic (cacheable)
+    for payload in (left, right):
+        decoded = decode_motion(payload)
+        assert np.all(np.abs(decoded - motion) <= np.asarray(payload["scale"]) * 0.5 + 1e-6)
+    gap = np.abs(decode_motion(left) - decode_motion(right)).max()
+    assert gap <= max(max(left["scale"]), max(right["scale"])) + 1e-6 and gap < 1e-3  # one step, < 1 mm
+    # extreme values stay inside int16 with the shifted grid (no wrap-around at the range ends)
+    edges = np.zeros((1, 3, 2, 3), dtype=np.float32)
+    edges[0, 1], edges[0, 2] = 1.0, -1.0
+    for side in ("left", "right"):
+        np.testing.assert_allclose(decode_motion(encode_motion(edges, 30, view="k", side=side)), edges, atol=1e-4)
+
+
+def test_broken_motion_is_deterministic_gross_and_drawable():
+    from studies.payloads import broken_motion
+    motion = smooth_motion(60)
+    a, b = broken_motion(motion, seed=3), broken_motion(motion, seed=3)
+    assert a.shape == motion.shape and a.dtype == np.float32 and np.array_equal(a, b)
+    assert not np.array_equal(a, broken_motion(motion, seed=4))
+    assert np.abs(a - motion).mean() > 0.05  # several centimetres per joint and frame
+    assert len(json.dumps(encode_motion(a, fps=30))) <= MAX_BYTES

@@ -115,21 +115,20 @@ def test_comparison_hundred_twenty_pairs_thirty_per_condition():
             assert t.right.variant == ADVERSARIAL and right.method == t.condition
 
 
-@pytest.mark.parametrize("kind,full", [("deceitfulness", 100), ("naturalness", 100),
-                                       ("indistinguishability", 100), ("comparison", 120)])
-def test_defaults_are_the_papers_counts_and_small_pools_sample_with_replacement(kind, full):
+@pytest.mark.parametrize("kind,full,clips", [("deceitfulness", 100, 100), ("naturalness", 100, 50),
+                                             ("indistinguishability", 100, 100), ("comparison", 120, 120)])
+def test_defaults_are_the_papers_counts_and_small_pools_are_refused_not_resampled(kind, full, clips):
     protocol = get_protocol(kind)
     assert protocol.validate({})["trials_per_participant"] == full
-    infos = world(num_clips=5)
+    with pytest.raises(ConfigurationError, match=f"holds 5 distinct clips for this draw, {clips} are needed"):
+        trials_for(protocol, world(num_clips=5))
+    # exactly enough clips: every one of them once, none twice
+    infos = world(num_clips=clips)
     trials, pool, _ = trials_for(protocol, infos)
     assert len(trials) == full
-    uses = Counter(t.pool_item.id for t in trials)
-    per_item = full // (2 if kind == "naturalness" else 1)
-    assert len(uses) == len(pool) == 5
-    # naturalness draws 50 motions, each giving two trials
-    motions = Counter(t.pool_item.id for t in trials if kind != "naturalness" or t.condition == "smart-vs-ablation")
-    assert max(motions.values()) - min(motions.values()) <= 1
-    assert sum(motions.values()) == (per_item if kind != "naturalness" else full // 2)
+    shown = Counter(infos[t.left.sample].clip for t in trials if kind != "naturalness" or
+                    t.condition == "smart-vs-ablation")
+    assert len(shown) == clips and set(shown.values()) == {1}
 
 
 def test_trial_lists_are_reproducible_from_the_seed_and_differ_between_seeds():

@@ -25,7 +25,7 @@ def participate(study, answers_for):
 
 @pytest.fixture
 def indist():
-    make_samples(num_clips=4)
+    make_samples(num_clips=11)  # one clip per trial: 10 main + 1 practice
     study = make_study("indistinguishability", trials_per_participant=10, practice_trials=1)
     good = participate(study, lambda t: "unchanged" if t.condition == "sensitivity" else "changed")
     bad = participate(study, lambda t: "changed")  # every original judged changed: screened out
@@ -40,7 +40,7 @@ def test_completion_screens_out_low_sensitivity_but_keeps_data(indist):
 
 
 def test_practice_sensitivity_trials_do_not_count_towards_screening():
-    make_samples(num_clips=4)
+    make_samples(num_clips=6)
     study = make_study("indistinguishability", trials_per_participant=4, practice_trials=2)
     # wrong on every practice trial (one of them a sensitivity trial), right on every main one
     p = participate(study, lambda t: ("changed" if t.correct == "unchanged" else "unchanged") if t.is_practice
@@ -55,7 +55,11 @@ def test_report_statistics_and_files(indist, tmp_path):
     study, good, bad = indist
     report = build_report(study, tmp_path)
     stats = report["statistics"]
-    assert stats["participants_kept"] == 1 and stats["participants_screened_out"] == 1
+    # the screened-out participant is excluded by rule before the statistics, and counted
+    assert stats["participants_kept"] == 1 and stats["participants_screened_out"] == 0
+    assert report["exclusions"]["participants"]["by_reason"]["screened_out"] == 1
+    assert report["exclusions"]["participants"]["analysed"] == 1
+    assert [r["participant"] for r in stats["screening"]] == [good.pseudonym]
     row = stats["by_method"][0]
     assert row["method"] == "smart" and row["n"] == 5 and row["rate"] == 0.0  # the kept one saw every change
     assert set(report["files"]) >= {"trials.csv", "participants.csv", "report.json",
@@ -63,10 +67,15 @@ def test_report_statistics_and_files(indist, tmp_path):
     raw = (tmp_path / "trials.csv").read_bytes()
     assert raw.startswith(b"\xef\xbb\xbf")  # BOM for spreadsheets
     rows = list(csv.DictReader(io.StringIO(raw.decode("utf-8-sig"))))
-    assert len(rows) == 22 and {r["participant"] for r in rows} == {str(good.pk), str(bad.pk)}
-    assert {r["screened_out"] for r in rows if r["participant"] == str(bad.pk)} == {"True"}
+    # trial rows name participants by pseudonym, never by database id or PROLIFIC_PID
+    assert len(rows) == 22 and {r["participant"] for r in rows} == {good.pseudonym, bad.pseudonym}
+    assert "prolific_pid" not in rows[0] and good.prolific_pid not in raw.decode("utf-8-sig")
+    assert {r["screened_out"] for r in rows if r["participant"] == bad.pseudonym} == {"True"}
+    assert {r["participant_excluded"] for r in rows if r["participant"] == bad.pseudonym} == {"screened_out"}
     people = list(csv.DictReader(io.StringIO((tmp_path / "participants.csv").read_bytes().decode("utf-8-sig"))))
     assert [p["screened_out"] for p in people] == ["False", "True"]
+    assert [(p["participant"], p["prolific_pid"]) for p in people] == [(good.pseudonym, good.prolific_pid),
+                                                                       (bad.pseudonym, bad.prolific_pid)]
     assert json.loads((tmp_path / "report.json").read_text())["kind"] == "indistinguishability"
     assert (tmp_path / "indistinguishability_unchanged_by_method.png").read_bytes().startswith(b"\x89PNG")
 
@@ -83,7 +92,7 @@ def test_naturalness_report_has_figure_two_bars(tmp_path):
 
 
 def test_deceitfulness_report_counts_ground_truth_choices():
-    make_samples(num_clips=4)
+    make_samples(num_clips=7)
     study = make_study("deceitfulness", trials_per_participant=6, practice_trials=1)
     participate(study, lambda t: t.correct)
     report = build_report(study)
@@ -92,13 +101,13 @@ def test_deceitfulness_report_counts_ground_truth_choices():
 
 
 def test_create_study_command_prints_the_link_and_validates(capsys):
-    make_samples(num_clips=4)
+    make_samples(num_clips=10)  # 8 trials + 2 practice, one clip each
     call_command("create_study", "comparison", "--name", "Table 4 replication", "--participants", "20",
                  "--trials", "8", "--datasets", "synth")
     out = capsys.readouterr().out
     study = Study.objects.get()
     assert study.status == "open" and study.config["trials_per_participant"] == 8
-    assert study.config["target_participants"] == 20 and study.stimuli.count() == 4
+    assert study.config["target_participants"] == 20 and study.stimuli.count() == 10
     assert f"/study/{study.slug}/" in out
     with pytest.raises(CommandError, match="no adversarial samples"):
         call_command("create_study", "deceitfulness", "--name", "none", "--datasets", "missing")
@@ -111,6 +120,7 @@ def test_study_report_command_json_and_out(indist, tmp_path, capsys):
     call_command("study_report", study.slug, "--json")
     data = json.loads(capsys.readouterr().out)
     assert data["statistics"]["participants_kept"] == 1
+    assert data["exclusions"]["participants"]["by_reason"]["screened_out"] == 1
     call_command("study_report", str(study.pk), "--out", str(tmp_path))
     assert "by_method" in capsys.readouterr().out and (tmp_path / "trials.csv").exists()
     with pytest.raises(CommandError):

@@ -15,6 +15,11 @@ import numpy as np
 # Motion variants a trial can show.
 ORIGINAL = "original"
 ADVERSARIAL = "adversarial"
+# Catch trials (condition CATCH) may show a grossly broken copy of an original: the
+# method name BROKEN in the design, drawn from the handle in the protocol's BROKEN_VIEW
+# (variant, side), a handle its ordinary trials never use (see studies.views.motion_json).
+CATCH = "catch"
+BROKEN = "broken"
 
 
 class ConfigurationError(ValueError):
@@ -57,6 +62,9 @@ class Shown:
     sample: int
     variant: str  # ORIGINAL or ADVERSARIAL
     method: str
+    # Which of the sample's two handles of that variant (default: the trial side it is
+    # shown on). Catch trials use it to reach the protocol's BROKEN_VIEW handle.
+    side: str | None = None
 
 
 @dataclass
@@ -82,7 +90,8 @@ COMMON_DEFAULTS = {
     "screening_threshold": 0.8,
     "datasets": [],
     "recognizers": [],
-    "strategies": [],
+    # The paper's stimuli are AB (any-but-the-truth) attacks; others only when chosen.
+    "strategies": ["ab"],
     "only_successful": True,
     "target_participants": 0,
     "consent_text": "I agree to take part in this study and for my anonymous answers to be stored.",
@@ -91,6 +100,16 @@ COMMON_DEFAULTS = {
     "redirect_url": "",
     "abandon_after_minutes": 60,
     "seed": 0,
+    # Pools (see `least_used`): one source clip at most once per participant unless allowed.
+    "allow_clip_repeats": False,
+    # Catch trials per main trial (0.1 adds 10 to 100 trials; the paper has none) and
+    # the share of them a participant must get right to stay in the analyses.
+    "catch_share": 0.0,
+    "catch_threshold": 0.8,
+    # Trial exclusions in the analyses (studies.reports): late frames as a share of
+    # frames drawn, and |measured - expected| playback duration as a share of expected.
+    "max_late_frame_share": 0.25,
+    "max_duration_error": 0.1,
 }
 
 _TYPES = {
@@ -99,6 +118,8 @@ _TYPES = {
     "recognizers": list, "strategies": list, "methods": list, "only_successful": bool,
     "target_participants": int, "consent_text": str, "instructions": str, "completion_code": str,
     "redirect_url": str, "abandon_after_minutes": (int, float), "seed": int, "sensitivity_share": (int, float),
+    "allow_clip_repeats": bool, "catch_share": (int, float), "catch_threshold": (int, float),
+    "max_late_frame_share": (int, float), "max_duration_error": (int, float),
 }
 
 
@@ -130,6 +151,11 @@ def validate_common(config: dict, defaults: dict) -> dict:
         raise ConfigurationError("target_participants cannot be negative")
     if out["abandon_after_minutes"] <= 0:
         raise ConfigurationError("abandon_after_minutes must be positive")
+    for key in ("catch_share", "catch_threshold", "max_late_frame_share"):
+        if not 0 <= out[key] <= 1:
+            raise ConfigurationError(f"{key} must lie in [0, 1]")
+    if out["max_duration_error"] <= 0:
+        raise ConfigurationError("max_duration_error must be positive (a share of the expected duration)")
     for key in ("datasets", "recognizers", "strategies", "methods"):
         if key in out and not all(isinstance(v, str) for v in out[key]):
             raise ConfigurationError(f"{key} must be a list of names")
@@ -138,18 +164,101 @@ def validate_common(config: dict, defaults: dict) -> dict:
     return out
 
 
-def least_used(pool: list[PoolItem], n: int, rng: np.random.Generator) -> list[PoolItem]:
-    """`n` pool items, least used first (random among ties), cycling through the pool
-    again (sampling with replacement) when it holds fewer than `n` items."""
+def clips_of(item: PoolItem, samples: dict[int, SampleInfo]) -> frozenset:
+    """The source clips (Clip ids) a pool item shows: one for every protocol today."""
+    return frozenset(samples[sid].clip for sid in item.samples.values())
+
+
+def least_used(pool: list[PoolItem], n: int, rng: np.random.Generator, samples: dict | None = None,
+               distinct_clips: bool = False, most_used: bool = False) -> list[PoolItem]:
+    """`n` different pool items, least used first (random among ties; `most_used` turns
+    the order round). With `samples` and `distinct_clips`, each source clip is taken
+    once: a clip seen twice (attacked by two methods, or as a sensitivity and an
+    attacked trial) would reveal answers.
+
+    Never samples with replacement: a pool that cannot give `n` items is a
+    ConfigurationError with the numbers (`check_capacity` says so before any
+    participant arrives)."""
+    if n <= 0:
+        return []
     if not pool:
         raise ConfigurationError("the stimulus pool is empty: no samples match the study's filters")
     usage = np.array([p.usage for p in pool], dtype=float)
-    order = np.lexsort((rng.random(len(pool)), usage))
-    chosen = [pool[i] for i in order[:n]]
-    while len(chosen) < n:
-        again = rng.permutation(len(pool))[: n - len(chosen)]
-        chosen.extend(pool[i] for i in again)
-    return chosen
+    order = np.lexsort((rng.random(len(pool)), -usage if most_used else usage))
+    chosen, seen = [], set()
+    for i in order:
+        clips = clips_of(pool[i], samples) if samples is not None else frozenset()
+        if distinct_clips and clips & seen:
+            continue
+        chosen.append(pool[i])
+        seen |= clips
+        if len(chosen) == n:
+            return chosen
+    what = f"{len(seen)} distinct clips" if distinct_clips else f"{len(chosen)} usable items"
+    raise ConfigurationError(f"the stimulus pool holds {what} for this draw, {n} are needed "
+                             "(never drawn with replacement)")
+
+
+def items_needed(protocol, trials: int) -> int:
+    """Pool items (so clips) that `trials` trials of `protocol` take: naturalness shows
+    each motion in two trials (TRIALS_PER_ITEM = 2), the others one motion per trial."""
+    per = getattr(protocol, "TRIALS_PER_ITEM", 1)
+    return -(-trials // per)
+
+
+def catch_count(config: dict) -> int:
+    """Catch trials added to a participant's main trials: `catch_share` of them, rounded."""
+    return int(round(config["catch_share"] * config["trials_per_participant"]))
+
+
+def check_capacity(protocol, pool: list[PoolItem], samples: dict[int, SampleInfo], config: dict):
+    """Refuse (ConfigurationError with the numbers) a pool that cannot give every
+    participant their trials under the clip rule: main trials, catch trials and practice
+    each on clips of their own (practice feedback shows the answer, so practice never
+    shows a clip of that participant's main or catch trials, repeats allowed or not)."""
+    main = items_needed(protocol, config["trials_per_participant"])
+    catch = catch_count(config)
+    practice = items_needed(protocol, config["practice_trials"])
+    per_clip = {}
+    for item in pool:
+        for clip in clips_of(item, samples):
+            per_clip[clip] = per_clip.get(clip, 0) + 1
+    clips = len(per_clip)
+    parts = [f"{config['trials_per_participant']} trials per participant need {main}"]
+    if catch:
+        parts.append(f"{catch} catch trials {catch} more")
+    if practice:
+        parts.append(f"{config['practice_trials']} practice trials {practice} more")
+    if not config["allow_clip_repeats"]:
+        if clips < main + catch + practice:
+            raise ConfigurationError(
+                f"the stimulus pool holds {clips} distinct clips, " + ", ".join(parts)
+                + (f" ({main + catch + practice} in all)" if len(parts) > 1 else "")
+                + "; add samples, widen the filters or ask for fewer trials")
+        return
+    # Repeats allowed: practice still takes clips of its own; in the worst case it takes
+    # the clips with the most items, and the rest must still hold every main/catch item.
+    left = sum(sorted(per_clip.values(), reverse=True)[practice:])
+    if clips < practice or left < main + catch:
+        raise ConfigurationError(
+            f"the stimulus pool holds {len(pool)} items over {clips} clips, {left} of them outside the "
+            f"{practice} clips practice may take; " + ", ".join(parts) + " (items, repeats allowed)")
+
+
+def other_label(sample: SampleInfo, rng: np.random.Generator) -> int:
+    """A class of the sample's dataset other than its truth, at random: the obviously
+    wrong second label of a deceitfulness catch trial (an unattacked motion)."""
+    classes = [k for k in range(max(len(sample.class_names), 2)) if k != sample.label]
+    return int(classes[rng.integers(len(classes))])
+
+
+def class_name(sample: SampleInfo, label: int) -> str:
+    names = sample.class_names
+    return names[label] if 0 <= label < len(names) else f"class {label}"
+
+
+def shuffled(trials: list, rng: np.random.Generator) -> list:
+    return [trials[i] for i in rng.permutation(len(trials))]
 
 
 def balanced_flags(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -176,3 +285,22 @@ def side_options() -> list[dict]:
 
 def change_options() -> list[dict]:
     return [{"value": "changed", "text": "Changed"}, {"value": "unchanged", "text": "Not changed"}]
+
+
+def draw_items(pool: list[PoolItem], samples: dict[int, SampleInfo], config: dict, rng: np.random.Generator,
+               items: int, catch: int = 0) -> tuple[list[PoolItem], list[PoolItem]]:
+    """(`items` pool items for the main trials, `catch` more for catch trials), least used
+    first, each clip once unless `allow_clip_repeats`; which of them serve as catch
+    trials is random, so catch clips are spread like the others."""
+    chosen = least_used(pool, items + catch, rng, samples, distinct_clips=not config["allow_clip_repeats"])
+    pick = rng.permutation(len(chosen))
+    return [chosen[i] for i in sorted(pick[catch:])], [chosen[i] for i in sorted(pick[:catch])]
+
+
+def analysable(frame):
+    """The rows a protocol's statistics use: main trials, neither practice nor catch
+    (catch trials only decide who is excluded, in studies.reports)."""
+    keep = ~frame["is_practice"]
+    if "condition" in frame:
+        keep &= frame["condition"] != CATCH
+    return frame[keep]

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .base import (ConfigurationError, PoolItem, SampleInfo, TrialSpec, COMMON_DEFAULTS, balanced_conditions,
-                   least_used, validate_common)
+                   catch_count, draw_items, shuffled, validate_common)
 from . import indistinguishability
 from .indistinguishability import SENSITIVITY
 
@@ -24,6 +24,7 @@ TITLE = "Comparison of attacks"
 DEFAULTS = {**COMMON_DEFAULTS, "trials_per_participant": 120, "methods": ["smart", "iaa", "ciasa"]}
 PROMPT = indistinguishability.PROMPT
 RECORDS = indistinguishability.RECORDS
+BROKEN_VIEW = indistinguishability.BROKEN_VIEW
 
 
 def validate(config: dict) -> dict:
@@ -46,7 +47,7 @@ def pool_items(samples: list[SampleInfo], config: dict) -> list[PoolItem]:
 def build_trials(pool: list[PoolItem], samples: dict[int, SampleInfo], config: dict,
                  rng: np.random.Generator, n: int | None = None, practice: bool = False) -> list[TrialSpec]:
     n = config["trials_per_participant"] if n is None else n
-    chosen = least_used(pool, n, rng) if not practice else [pool[i] for i in rng.integers(len(pool), size=n)]
+    chosen, catch = draw_items(pool, samples, config, rng, n, 0 if practice else catch_count(config))
     conditions = balanced_conditions([SENSITIVITY, *config["methods"]], n, rng)
     trials = []
     for item, condition in zip(chosen, conditions):
@@ -58,6 +59,9 @@ def build_trials(pool: list[PoolItem], samples: dict[int, SampleInfo], config: d
             spec = indistinguishability.pair_trial(one, samples, attacked=True, practice=practice)
         spec.pool_item = item
         trials.append(spec)
+    if catch:  # the original against a broken copy, as in indistinguishability
+        trials = shuffled(trials + [indistinguishability.catch_trial(item, samples, item.samples[config["methods"][0]])
+                                    for item in catch], rng)
     return trials
 
 

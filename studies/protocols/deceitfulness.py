@@ -13,8 +13,9 @@ import numpy as np
 import pandas as pd
 
 from .. import statistics
-from .base import (ADVERSARIAL, ConfigurationError, PoolItem, SampleInfo, Shown, TrialSpec, COMMON_DEFAULTS,
-                   balanced_flags, least_used, validate_common)
+from .base import (ADVERSARIAL, CATCH, ORIGINAL, ConfigurationError, PoolItem, SampleInfo, Shown, TrialSpec,
+                   COMMON_DEFAULTS, analysable, balanced_flags, catch_count, class_name, draw_items, other_label,
+                   shuffled, validate_common)
 
 KIND = "deceitfulness"
 TITLE = "Deceitfulness"
@@ -39,27 +40,39 @@ def pool_items(samples: list[SampleInfo], config: dict) -> list[PoolItem]:
 
 def build_trials(pool: list[PoolItem], samples: dict[int, SampleInfo], config: dict,
                  rng: np.random.Generator, n: int | None = None, practice: bool = False) -> list[TrialSpec]:
+    """`n` label trials on distinct clips, plus `catch_count` catch trials (never in
+    practice): the unattacked original with its true label against another class of the
+    dataset, which anyone who watched gets right. Catch trials sit at random positions."""
     n = config["trials_per_participant"] if n is None else n
-    chosen = least_used(pool, n, rng) if not practice else [pool[i] for i in rng.integers(len(pool), size=n)]
-    truth_first = balanced_flags(n, rng)
+    chosen, catch = draw_items(pool, samples, config, rng, n, 0 if practice else catch_count(config))
     trials = []
-    for item, first in zip(chosen, truth_first):
+    for item, first in zip(chosen, balanced_flags(n, rng)):
         s = samples[item.samples["attacked"]]
-        names = s.class_names
-        truth = names[s.label] if s.label < len(names) else f"class {s.label}"
-        after = names[s.label_after] if s.label_after < len(names) else f"class {s.label_after}"
-        texts = [truth, after] if first else [after, truth]
-        trials.append(TrialSpec(
-            condition=s.method, left=Shown(s.id, ADVERSARIAL, s.method), right=None,
-            options=[{"value": "1", "text": texts[0]}, {"value": "2", "text": texts[1]}],
-            correct="1" if first else "2",
-            design={"truth": s.label, "after": s.label_after, "truth_first": bool(first)},
-            pool_item=item, is_practice=practice))
-    return trials
+        trials.append(_label_trial(s, item, s.label_after, bool(first), practice, s.method,
+                                   Shown(s.id, ADVERSARIAL, s.method), {"after": s.label_after}))
+    catch_trials = []
+    for item, first in zip(catch, balanced_flags(len(catch), rng)):
+        s = samples[item.samples["attacked"]]
+        wrong = other_label(s, rng)
+        catch_trials.append(_label_trial(s, item, wrong, bool(first), practice, CATCH,
+                                         Shown(s.id, ORIGINAL, ORIGINAL), {"wrong": wrong, "catch": True}))
+    return shuffled(trials + catch_trials, rng) if catch_trials else trials
+
+
+def _label_trial(s: SampleInfo, item: PoolItem, other: int, truth_first: bool, practice: bool, condition: str,
+                 shown: Shown, design: dict) -> TrialSpec:
+    """One motion, then its true label and `other` in the given order (correct: the truth)."""
+    texts = [class_name(s, s.label), class_name(s, other)]
+    texts = texts if truth_first else texts[::-1]
+    return TrialSpec(condition=condition, left=shown, right=None,
+                     options=[{"value": "1", "text": texts[0]}, {"value": "2", "text": texts[1]}],
+                     correct="1" if truth_first else "2",
+                     design={"truth": s.label, **design, "truth_first": truth_first},
+                     pool_item=item, is_practice=practice)
 
 
 def analyse(frame: pd.DataFrame, config: dict) -> dict:
-    main = frame[~frame["is_practice"]]
+    main = analysable(frame)
     return {
         "overall": statistics.rates_by(main, "is_correct", []),
         "by_dataset": statistics.rates_by(main, "is_correct", ["dataset"]),

@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 
 from .. import statistics
-from .base import (ADVERSARIAL, ORIGINAL, ConfigurationError, PoolItem, SampleInfo, Shown, TrialSpec, COMMON_DEFAULTS,
-                   change_options, least_used, validate_common)
+from .base import (ADVERSARIAL, BROKEN, CATCH, ORIGINAL, ConfigurationError, PoolItem, SampleInfo, Shown, TrialSpec,
+                   COMMON_DEFAULTS, analysable, catch_count, change_options, draw_items, shuffled, validate_common)
 
 KIND = "indistinguishability"
 TITLE = "Indistinguishability"
@@ -26,6 +26,9 @@ SENSITIVITY = "sensitivity"
 DEFAULTS = {**COMMON_DEFAULTS, "trials_per_participant": 100, "methods": ["smart"], "sensitivity_share": 0.5}
 PROMPT = "The left motion is the original. Is the right motion a changed version of it?"
 RECORDS = {"answer": "'changed' or 'unchanged'"}
+# The handle a catch trial's broken motion is drawn from: ordinary trials show originals
+# on both sides and attacked motions on the right only, so (adversarial, left) is free.
+BROKEN_VIEW = (ADVERSARIAL, "left")
 
 
 def validate(config: dict) -> dict:
@@ -54,26 +57,37 @@ def pair_trial(item: PoolItem, samples: dict[int, SampleInfo], attacked: bool, p
                      design={"right_method": right.method}, pool_item=item, is_practice=practice)
 
 
+def catch_trial(item: PoolItem, samples: dict[int, SampleInfo], sample: int | None = None) -> TrialSpec:
+    """The original on the left, a grossly broken copy of it on the right: 'changed'."""
+    s = samples[sample if sample is not None else next(iter(item.samples.values()))]
+    return TrialSpec(condition=CATCH, left=Shown(s.id, ORIGINAL, ORIGINAL),
+                     right=Shown(s.id, BROKEN_VIEW[0], BROKEN, side=BROKEN_VIEW[1]), options=change_options(),
+                     correct="changed", design={"right_method": BROKEN, "catch": True}, pool_item=item)
+
+
 def build_trials(pool: list[PoolItem], samples: dict[int, SampleInfo], config: dict,
                  rng: np.random.Generator, n: int | None = None, practice: bool = False) -> list[TrialSpec]:
+    """`n` trials on distinct clips (a clip's sensitivity and attacked trials would be
+    the same clip twice), plus `catch_count` catch trials at random positions."""
     n = config["trials_per_participant"] if n is None else n
-    chosen = least_used(pool, n, rng) if not practice else [pool[i] for i in rng.integers(len(pool), size=n)]
+    chosen, catch = draw_items(pool, samples, config, rng, n, 0 if practice else catch_count(config))
     n_sens = int(round(n * config["sensitivity_share"]))
     if practice:
         n_sens = n // 2
     attacked = rng.permutation(np.arange(n) >= n_sens)
-    return [pair_trial(item, samples, bool(a), practice) for item, a in zip(chosen, attacked)]
+    trials = [pair_trial(item, samples, bool(a), practice) for item, a in zip(chosen, attacked)]
+    return shuffled(trials + [catch_trial(item, samples) for item in catch], rng) if catch else trials
 
 
 def analyse(frame: pd.DataFrame, config: dict) -> dict:
-    main = frame[~frame["is_practice"]]
+    main = analysable(frame)
     screen = statistics.screening(main, config["screening_threshold"])
     kept = main[main["participant"].isin(screen.loc[screen["passed"], "participant"])]
     per_participant = []
     for pid, part in kept.groupby("participant"):
         att = part[part["condition"] != SENSITIVITY]
         sens = part[part["condition"] == SENSITIVITY]
-        per_participant.append({"participant": int(pid), "d_prime": statistics.d_prime(
+        per_participant.append({"participant": pid, "d_prime": statistics.d_prime(
             int((att["answer"] == "changed").sum()), len(att), int((sens["answer"] == "changed").sum()), len(sens))})
     return {
         "screening": screen.to_dict("records"),

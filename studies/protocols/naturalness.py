@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 
 from .. import statistics
-from .base import (ADVERSARIAL, ConfigurationError, PoolItem, SampleInfo, Shown, TrialSpec, COMMON_DEFAULTS,
-                   balanced_flags, least_used, side_options, validate_common)
+from .base import (ADVERSARIAL, BROKEN, CATCH, ORIGINAL, ConfigurationError, PoolItem, SampleInfo, Shown, TrialSpec,
+                   COMMON_DEFAULTS, analysable, balanced_flags, catch_count, draw_items, side_options, validate_common)
 
 KIND = "naturalness"
 TITLE = "Naturalness"
@@ -28,6 +28,11 @@ DEFAULTS = {**COMMON_DEFAULTS, "trials_per_participant": 100, "repeats": 2,
             "methods": [PROPOSED, *ABLATIONS]}
 PROMPT = "Which motion looks more natural?"
 RECORDS = {"answer": "'left', 'right' or 'cannot_tell'"}
+# Each pool item (one motion) gives two trials: one clip use per participant.
+TRIALS_PER_ITEM = 2
+# The handle a catch trial's broken motion is drawn from: ordinary trials show attacked
+# motions only, so the originals' handles are free; (original, left) is the intact one.
+BROKEN_VIEW = (ORIGINAL, "right")
 
 
 def validate(config: dict) -> dict:
@@ -51,8 +56,8 @@ def pool_items(samples: list[SampleInfo], config: dict) -> list[PoolItem]:
 def build_trials(pool: list[PoolItem], samples: dict[int, SampleInfo], config: dict,
                  rng: np.random.Generator, n: int | None = None, practice: bool = False) -> list[TrialSpec]:
     n = config["trials_per_participant"] if n is None else n
-    motions = -(-n // 2)
-    chosen = least_used(pool, motions, rng) if not practice else [pool[i] for i in rng.integers(len(pool), size=motions)]
+    motions = -(-n // TRIALS_PER_ITEM)
+    chosen, catch = draw_items(pool, samples, config, rng, motions, 0 if practice else catch_count(config))
     pairs = []
     for item in chosen:
         ablations = [m for m in ABLATIONS if m in item.samples and m in config["methods"]]
@@ -76,11 +81,31 @@ def build_trials(pool: list[PoolItem], samples: dict[int, SampleInfo], config: d
             left=Shown(item.samples[left], ADVERSARIAL, left), right=Shown(item.samples[right], ADVERSARIAL, right),
             options=side_options(), correct="", design={"left_method": left, "right_method": right},
             pool_item=item, is_practice=practice))
+    if catch:
+        trials = _with_catch_trials(trials, catch, rng)
     return trials
 
 
+def _with_catch_trials(trials: list[TrialSpec], catch: list[PoolItem], rng: np.random.Generator) -> list[TrialSpec]:
+    """Catch trials at random positions: a motion's unattacked original against a grossly
+    broken copy of it (drawn from BROKEN_VIEW), the original on a balanced side; correct:
+    the original's side."""
+    out = list(trials)
+    for item, broken_left in zip(catch, balanced_flags(len(catch), rng)):
+        sid = item.samples[PROPOSED] if PROPOSED in item.samples else next(iter(item.samples.values()))
+        intact = Shown(sid, ORIGINAL, ORIGINAL, side="left")
+        broken = Shown(sid, BROKEN_VIEW[0], BROKEN, side=BROKEN_VIEW[1])
+        left, right = (broken, intact) if broken_left else (intact, broken)
+        spec = TrialSpec(condition=CATCH, left=left, right=right, options=side_options(),
+                         correct="right" if broken_left else "left",
+                         design={"left_method": left.method, "right_method": right.method, "catch": True},
+                         pool_item=item)
+        out.insert(int(rng.integers(len(out) + 1)), spec)
+    return out
+
+
 def analyse(frame: pd.DataFrame, config: dict) -> dict:
-    main = frame[~frame["is_practice"]]
+    main = analysable(frame)
     decisive = main[main["answer"].isin(["left", "right"])]
     wins = [(r.left_method, r.right_method) if r.answer == "left" else (r.right_method, r.left_method)
             for r in decisive.itertuples()]

@@ -15,18 +15,25 @@ class Command(BaseCommand):
         parser.add_argument("study", help="study id or slug")
         parser.add_argument("--json", action="store_true", help="print the report as JSON")
         parser.add_argument("--out", help="folder for report.json, trials.csv, participants.csv and figures")
+        parser.add_argument("--include-partial", action="store_true",
+                            help="analyse unfinished (active, abandoned) participations too")
 
     def handle(self, *args, **o):
         key = o["study"]
         study = Study.objects.filter(Q(slug=key) | Q(pk=int(key)) if key.isdigit() else Q(slug=key)).first()
         if study is None:
             raise CommandError(f"no study {key!r}")
-        report = build_report(study, o["out"])
+        report = build_report(study, o["out"], include_partial=o["include_partial"])
         if o["json"]:
             self.stdout.write(json.dumps(report, indent=2, default=str))
             return
         self.stdout.write(f"{study.name} ({study.kind}, {study.status}): {report['trials_answered']} answers")
         self.stdout.write("progress: " + ", ".join(f"{k} {v}" for k, v in report["progress"].items()))
+        ex = report["exclusions"]
+        for what in ("participants", "trials"):
+            e = ex[what]
+            self.stdout.write(f"{what}: {e['analysed']} of {e['total']} analysed, {e['excluded']} excluded ("
+                              + ", ".join(f"{k} {v}" for k, v in e["by_reason"].items()) + ")")
         for section, rows in report["statistics"].items():
             if not isinstance(rows, list) or section in ("screening", "per_participant_d_prime"):
                 self.stdout.write(f"{section}: {rows}" if not isinstance(rows, list) else
