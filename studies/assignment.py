@@ -17,7 +17,8 @@ from django.utils import timezone
 
 from attacks.models import AdversarialSample
 
-from .models import MotionHandle, Participant, Response, Stimulus, Study, Trial
+from .models import MotionHandle, Participant, Response, SeriesParticipant, Stimulus, Study, StudySeries, Trial
+from .participation_config import COMPLETED, SCREENED_OUT, TIMED_OUT, consent_version
 from .protocols.base import PoolItem, SampleInfo, check_capacity, clips_of, items_needed, least_used
 
 
@@ -94,34 +95,89 @@ def _check_capacity(study: Study, pool: list[PoolItem]):
         check_capacity(study.protocol, pool, infos, study.config)
 
 
+class ParticipationConflict(Exception):
+    """A start that names a PROLIFIC_PID with a participation already, without proving it
+    is the same person (same SESSION_ID or the browser's resume token)."""
+
+
+PID_TAKEN = ("This Prolific ID has already started this study from another session. To continue, open the "
+             "study from the same browser, or from the link of the same Prolific session.")
+
+
+def find_resumable(existing, prolific_session_id: str = "", resume_token: str = ""):
+    """`existing` when the request proves it continues it, else ParticipationConflict.
+
+    A PROLIFIC_PID is typed into URLs and shared computers; on its own it would hand one
+    person's participation (and its completion code) to anyone who knows it. Prolific's
+    SESSION_ID is per attempt, and the token is the secret the browser kept."""
+    if existing is None:
+        return None
+    same_session = bool(prolific_session_id) and prolific_session_id == existing.prolific_session_id
+    same_browser = bool(resume_token) and secrets.compare_digest(resume_token, existing.token)
+    if same_session or same_browser:
+        return existing
+    raise ParticipationConflict(PID_TAKEN)
+
+
+def existing_participation(participations, prolific_pid: str = "", prolific_session_id: str = "",
+                           resume_token: str = ""):
+    """The participation (of a study's or a series' `participations`) that this request
+    continues: the one of its resume token (for the same PROLIFIC_PID), else the PID's
+    own if `find_resumable` lets it be continued; None for a newcomer."""
+    existing = participations.filter(token=resume_token, prolific_pid=prolific_pid).first() \
+        if resume_token else None
+    if existing is None and prolific_pid:
+        existing = find_resumable(participations.filter(prolific_pid=prolific_pid).first(),
+                                  prolific_session_id, resume_token)
+    return existing
+
+
 def start_participation(study: Study, *, prolific_pid: str = "", prolific_study_id: str = "",
                         prolific_session_id: str = "", browser: dict | None = None,
-                        screen: dict | None = None) -> tuple[Participant, bool]:
+                        screen: dict | None = None, resume_token: str = "", is_test: bool = False,
+                        questionnaire: dict | None = None, series_participant=None) -> tuple[Participant, bool]:
     """A new participant with their whole trial list decided and stored (practice
-    first), or the existing participation of the same external id. Returns
-    (participant, created)."""
-    if prolific_pid:
-        existing = study.participants.filter(prolific_pid=prolific_pid).first()
-        if existing:
-            return existing, False
+    first), or the existing participation this request proves to continue (see
+    `find_resumable`). Returns (participant, created).
+
+    Test participations (researcher previews) take no stimulus usage, so they never
+    change what real participants are shown; a series' participation carries the
+    series' consent instead of the study's."""
+    existing = existing_participation(study.participants, prolific_pid, prolific_session_id, resume_token)
+    if existing is not None:
+        _check_same_series(existing, series_participant)
+        return existing, False
     release_abandoned(study)
     build_pool(study)
     config = study.config
     seed = secrets.randbits(62)
+    consent = series_participant
     try:
         with transaction.atomic():
             participant = Participant.objects.create(
                 study=study, prolific_pid=prolific_pid, prolific_study_id=prolific_study_id,
-                prolific_session_id=prolific_session_id, consent_at=timezone.now(), browser=browser or {},
-                screen=screen or {}, seed=seed)
+                prolific_session_id=prolific_session_id, browser=browser or {}, screen=screen or {}, seed=seed,
+                consent_at=consent.consent_at if consent else timezone.now(),
+                consent_version=consent.consent_version if consent else consent_version(config),
+                is_test=is_test, questionnaire=questionnaire or {}, series_participant=series_participant)
             _assign_trials(study, participant, config)
+            if is_test:
+                _add_usage(_unanswered_usage(participant), -1)
     except IntegrityError:
         # The same external id started twice at once: the other request won.
         existing = study.participants.filter(prolific_pid=prolific_pid).first() if prolific_pid else None
         if existing is None:
             raise
+        existing = find_resumable(existing, prolific_session_id, resume_token)
+        _check_same_series(existing, series_participant)
         return existing, False
     return participant, True
+
+
+def _check_same_series(existing: Participant, series_participant):
+    if series_participant is not None and existing.series_participant_id != series_participant.pk:
+        raise ParticipationConflict(f"This Prolific ID has already taken part in “{existing.study.name}” outside "
+                                    "this series.")
 
 
 def trial_rng(config: dict, participant: Participant) -> np.random.Generator:
@@ -191,8 +247,10 @@ def release_abandoned(study: Study, now=None) -> int:
             changed = Participant.objects.filter(pk=participant.pk, status=Participant.ACTIVE) \
                 .update(status=Participant.ABANDONED)
             if changed:
-                _add_usage(_unanswered_usage(participant), -1)
+                if not participant.is_test:
+                    _add_usage(_unanswered_usage(participant), -1)
                 released += 1
+    study.finish_closing()
     return released
 
 
@@ -201,7 +259,7 @@ def reactivate(participant: Participant) -> bool:
     with transaction.atomic():
         changed = Participant.objects.filter(pk=participant.pk, status=Participant.ABANDONED) \
             .update(status=Participant.ACTIVE, last_seen_at=timezone.now())
-        if changed:
+        if changed and not participant.is_test:
             _add_usage(_unanswered_usage(participant), +1)
     participant.refresh_from_db()
     return bool(changed)
@@ -244,7 +302,117 @@ def complete(participant: Participant) -> Participant:
     accuracy = sens.filter(is_correct=True).count() / n if n else None
     status = Participant.SCREENED_OUT if accuracy is not None and accuracy < config["screening_threshold"] \
         else Participant.COMPLETED
-    Participant.objects.filter(pk=participant.pk).update(status=status, sensitivity_accuracy=accuracy,
-                                                         completed_at=timezone.now())
+    Participant.objects.filter(pk=participant.pk, status__in=[Participant.ACTIVE, Participant.ABANDONED]) \
+        .update(status=status, sensitivity_accuracy=accuracy, completed_at=timezone.now())
     participant.refresh_from_db()
     return participant
+    participant.study.finish_closing()
+    if participant.series_participant_id:
+        try:
+            advance_series(participant.series_participant)
+        except SeriesError:
+            pass  # the next part is not running; the series' state says so when asked
+
+
+def outcome(participant: Participant) -> str:
+    """How a participation ended, as the crowdsourcing platform is told (outcome codes)."""
+    return {Participant.SCREENED_OUT: SCREENED_OUT, Participant.ABANDONED: TIMED_OUT}.get(participant.status,
+                                                                                         COMPLETED)
+
+
+def _held_usage(participant: Participant) -> Counter:
+    """The stimulus usage a participation holds: every main trial's stimulus, less the
+    unanswered ones an abandoned participation already gave back."""
+    held = Counter(participant.trials.filter(is_practice=False, stimulus__isnull=False)
+                   .values_list("stimulus_id", flat=True))
+    if participant.status == Participant.ABANDONED:
+        held -= _unanswered_usage(participant)
+    return held
+
+
+def withdraw(participant: Participant) -> int:
+    """Delete a participation with its trials and answers at the participant's request,
+    and give its stimuli back to the pool: answered ones too, since their answers no
+    longer exist and another participant should see them. In a series the person
+    consented once, so the whole series participation goes. Returns how many study
+    participations were deleted."""
+    sp = participant.series_participant
+    targets = list(sp.participations.select_related("study")) if sp else [participant]
+    with transaction.atomic():
+        for p in targets:
+            if not p.is_test:
+                _add_usage(_held_usage(p), -1)
+            p.delete()
+        if sp:
+            sp.delete()
+    for p in targets:
+        p.study.finish_closing()
+    return len(targets)
+
+
+class SeriesError(Exception):
+    """The next study of a series cannot be started (it is not running)."""
+
+
+def start_series(series: StudySeries, *, prolific_pid: str = "", prolific_study_id: str = "",
+                 prolific_session_id: str = "", browser: dict | None = None, screen: dict | None = None,
+                 resume_token: str = "", is_test: bool = False,
+                 questionnaire: dict | None = None) -> tuple[SeriesParticipant, bool]:
+    """One consent for the whole series: the series participation and the first study's
+    participation, or the existing series participation this request proves to continue.
+    Returns (series participant, created)."""
+    existing = existing_participation(series.participants, prolific_pid, prolific_session_id, resume_token)
+    if existing is not None:
+        return existing, False
+    try:
+        with transaction.atomic():
+            sp = SeriesParticipant.objects.create(
+                series=series, prolific_pid=prolific_pid, prolific_study_id=prolific_study_id,
+                prolific_session_id=prolific_session_id, consent_at=timezone.now(),
+                consent_version=consent_version(series.config), is_test=is_test)
+            advance_series(sp, browser=browser, screen=screen, questionnaire=questionnaire)
+    except IntegrityError:
+        existing = series.participants.filter(prolific_pid=prolific_pid).first() if prolific_pid else None
+        if existing is None:
+            raise
+        return find_resumable(existing, prolific_session_id, resume_token), False
+    return sp, True
+
+
+def advance_series(sp: SeriesParticipant, browser: dict | None = None, screen: dict | None = None,
+                   questionnaire: dict | None = None) -> Participant | None:
+    """Move a series participant on: their unfinished study participation, or the next
+    study's (created here, with the series' consent and questionnaire answers), or
+    None when the series has ended (completed, or screened out).
+
+    Screening out in any study excludes the person from every study of the series (the
+    paper discards a participant's data below the threshold): the series stops, and
+    the participations already completed are marked screened out as well."""
+    with transaction.atomic():
+        sp = SeriesParticipant.objects.select_for_update().select_related("series").get(pk=sp.pk)
+        if sp.status != SeriesParticipant.ACTIVE:
+            return None
+        mine = {p.study_id: p for p in sp.participations.all()}
+        if any(p.status == Participant.SCREENED_OUT for p in mine.values()):
+            sp.participations.exclude(status=Participant.SCREENED_OUT).update(status=Participant.SCREENED_OUT)
+            SeriesParticipant.objects.filter(pk=sp.pk).update(status=SeriesParticipant.SCREENED_OUT,
+                                                             completed_at=timezone.now())
+            return None
+        earlier = next(iter(mine.values()), None)
+        for study in sp.series.ordered_studies():
+            current = mine.get(study.id)
+            if current is not None and current.status != Participant.COMPLETED:
+                return current
+            if current is None:
+                if not study.takes_answers:
+                    raise SeriesError(f"The next part of this series (“{study.name}”) is not running.")
+                return start_participation(
+                    study, prolific_pid=sp.prolific_pid, prolific_study_id=sp.prolific_study_id,
+                    prolific_session_id=sp.prolific_session_id, is_test=sp.is_test, series_participant=sp,
+                    browser=browser if browser is not None else (earlier.browser if earlier else {}),
+                    screen=screen if screen is not None else (earlier.screen if earlier else {}),
+                    questionnaire=questionnaire if questionnaire is not None else
+                    (earlier.questionnaire if earlier else {}))[0]
+        SeriesParticipant.objects.filter(pk=sp.pk).update(status=SeriesParticipant.COMPLETED,
+                                                         completed_at=timezone.now())
+        return None

@@ -7,12 +7,16 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from .participation_config import check_questionnaire_answers
+
 
 EXTERNAL_ID = dict(required=False, allow_blank=True, max_length=64, default="")
 
 
 class StartParticipationSerializer(serializers.Serializer):
-    """Consent plus the crowdsourcing ids from the study URL and browser facts."""
+    """Consent plus the crowdsourcing ids from the study URL, browser facts, the answers
+    to the study's questionnaire (context `questionnaire`: its questions) and, to resume
+    an existing participation of the same PROLIFIC_PID, the token the browser kept."""
 
     consent = serializers.BooleanField()
     PROLIFIC_PID = serializers.CharField(**EXTERNAL_ID)
@@ -20,11 +24,33 @@ class StartParticipationSerializer(serializers.Serializer):
     SESSION_ID = serializers.CharField(**EXTERNAL_ID)
     browser = serializers.DictField(required=False, default=dict)
     screen = serializers.DictField(required=False, default=dict)
+    questionnaire = serializers.DictField(child=serializers.CharField(max_length=100, allow_blank=True),
+                                          required=False, default=dict)
+    resume_token = serializers.CharField(required=False, allow_blank=True, max_length=64, default="")
+    test = serializers.BooleanField(required=False, default=False,
+                                    help_text="A researcher's test participation (logged-in staff only)")
 
     def validate_consent(self, value):
         if value is not True:
             raise serializers.ValidationError("Consent is required to take part.")
         return value
+
+    def validate_questionnaire(self, value):
+        # Required answers are checked for newcomers only (`require_answers`): a returning
+        # participant's browser does not send the questionnaire again.
+        self.raise_for(check_questionnaire_answers(self.context.get("questionnaire", []), value, require=False))
+        return {k: v for k, v in value.items() if v != ""}
+
+    def require_answers(self):
+        """Every required question answered (a newcomer's start)."""
+        self.raise_for(check_questionnaire_answers(self.context.get("questionnaire", []),
+                                                   self.validated_data["questionnaire"]), key="questionnaire")
+
+    @staticmethod
+    def raise_for(errors: dict, key: str | None = None):
+        if errors:
+            detail = {name: [why] for name, why in errors.items()}
+            raise serializers.ValidationError({key: detail} if key else detail)
 
     def validate(self, attrs):
         for key in ("browser", "screen"):
@@ -113,17 +139,62 @@ class ParticipationSerializer(serializers.Serializer):
 
 
 class CompletionSerializer(serializers.Serializer):
-    completion_code = serializers.CharField()
+    outcome = serializers.ChoiceField(choices=["completed", "screened_out", "timed_out"])
+    completion_code = serializers.CharField(allow_blank=True, help_text="Blank while a series goes on")
     redirect_url = serializers.CharField(allow_blank=True)
 
 
-class StudyPublicSerializer(serializers.Serializer):
+class ConsentPublicSerializer(serializers.Serializer):
+    """What anyone may read before consenting, to a study or to a series."""
+
     slug = serializers.CharField()
+    is_test = serializers.BooleanField()
     name = serializers.CharField()
-    status = serializers.CharField()
     consent_text = serializers.CharField()
     instructions = serializers.CharField(allow_blank=True)
     trials = serializers.IntegerField()
+class SeriesNextSerializer(serializers.Serializer):
+    token = serializers.CharField()
+    page_url = serializers.CharField()
+    part = serializers.IntegerField()
+
+
+class SeriesProgressSerializer(serializers.Serializer):
+    status = serializers.CharField()
+    part = serializers.IntegerField(help_text="1-based position of the current study")
+    parts = serializers.IntegerField()
+    next = SeriesNextSerializer(required=False, help_text="The next study to take, while the series goes on")
+
+
     practice_trials = serializers.IntegerField()
     playback = serializers.DictField()
+
+
+class SeriesPublicSerializer(ConsentPublicSerializer):
+    parts = serializers.IntegerField()
+
+
+class SeriesParticipationSerializer(serializers.Serializer):
+    token = serializers.CharField()
+    status = serializers.CharField()
+    part = serializers.IntegerField()
+    parts = serializers.IntegerField()
+    next = SeriesNextSerializer(required=False)
+    completion_code = serializers.CharField(required=False, allow_blank=True)
+    redirect_url = serializers.CharField(required=False, allow_blank=True)
+    debrief_text = serializers.CharField(allow_blank=True)
+    series = SeriesProgressSerializer(required=False)
+
+
+class QuestionSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    label = serializers.CharField()
+    choices = OptionSerializer(many=True)
+    required = serializers.BooleanField()
+    consent_version = serializers.CharField()
+    questionnaire = QuestionSerializer(many=True)
     start_url = serializers.CharField()
+
+
+class StudyPublicSerializer(ConsentPublicSerializer):
+    status = serializers.CharField()

@@ -25,10 +25,12 @@ from attacks.models import AdversarialSample, Dataset
 
 from . import assignment, permissions
 from .throttling import ThrottledEarly
-from .models import MotionHandle, Participant, Study, Trial
+from .models import MotionHandle, Participant, SeriesParticipant, Study, StudySeries, Trial
+from .participation_config import COMPLETED, SCREENED_OUT, consent_version, outcome_exit
 from .payloads import encode_handle
 from .serializers import (AnswerResultSerializer, AnswerSerializer, CompletionSerializer, NextTrialSerializer,
-                          ParticipationSerializer, StartParticipationSerializer, StudyPublicSerializer)
+                          ParticipationSerializer, SeriesParticipationSerializer, SeriesPublicSerializer,
+                          StartParticipationSerializer, StudyPublicSerializer)
 
 MOTION_MAX_AGE = 7 * 24 * 3600
 
@@ -47,6 +49,11 @@ class ParticipantView(ThrottledEarly, APIView):
         self.study = self.participant.study
         if self.participant.status == Participant.ABANDONED and self.study.status == Study.OPEN:
             assignment.reactivate(self.participant)
+        elif self.study.status == Study.CLOSING:
+            # No newcomer comes to release the timed-out ones, and they must not keep the
+            # study closing for ever: any returning participant's request does it.
+            assignment.release_abandoned(self.study)
+            self.participant.refresh_from_db(fields=["status"])
         super().initial(request, *args, **kwargs)
 
     def progress(self):
@@ -64,46 +71,81 @@ class StudyDetail(ThrottledEarly, APIView):
         study = get_object_or_404(Study, slug=slug)
         config = study.config
         return ApiResponse(StudyPublicSerializer({
-            "slug": study.slug, "name": study.name, "status": study.status,
-            "consent_text": config["consent_text"], "instructions": config["instructions"],
+            "slug": study.slug, "name": study.name, "status": study.status, **consent_facts(config),
+            "instructions": config["instructions"],
             "trials": config["trials_per_participant"], "practice_trials": config["practice_trials"],
             "playback": playback_settings(config),
             "start_url": reverse("studies:start", args=[study.slug])}).data)
 
 
 class StartParticipation(ThrottledEarly, APIView):
+    """Consent and start, or resume. Newcomers need an open study with room; a returning
+    participant (same SESSION_ID, or the resume token the browser kept) may resume in a
+    full or closing study. A PROLIFIC_PID alone resumes nothing (409)."""
+
     authentication_classes = []
     parser_classes = [JSONParser]
-    permission_classes = [permissions.StudyIsOpen, permissions.StudyHasRoom]
+    permission_classes = [permissions.StudyIsOpen, permissions.StaffOnlyTest]
+    newcomer_permissions = [permissions.StudyTakesNewcomers, permissions.StudyHasRoom]
 
     def initial(self, request, *args, **kwargs):
         self.check_throttles(request)
         self.study = Study.objects.filter(slug=kwargs["slug"]).first()
         if self.study is None:
             raise NotFound("No such study.")
+        self.is_test = isinstance(request.data, dict) and request.data.get("test") is True
         # Before StudyHasRoom counts: participants past the timeout must not keep a full
         # study closed to newcomers (nothing else would ever release them).
         assignment.release_abandoned(self.study)
         super().initial(request, *args, **kwargs)
 
-    @extend_schema(request=StartParticipationSerializer, responses={201: ParticipationSerializer,
-                                                                    200: ParticipationSerializer},
-                   summary="Give consent and start (or resume, for a known PROLIFIC_PID) a participation")
+    @extend_schema(request=StartParticipationSerializer,
+                   responses={201: ParticipationSerializer, 200: ParticipationSerializer,
+                              409: OpenApiResponse(description="the PROLIFIC_PID has a participation this request "
+                                                               "does not prove to continue")},
+                   summary="Give consent and start (or resume, with the same SESSION_ID or resume token) a "
+                           "participation")
     def post(self, request, slug):
-        data = StartParticipationSerializer(data=request.data)
+        config = self.study.config
+        data = StartParticipationSerializer(data=request.data, context={"questionnaire": config["questionnaire"]})
         data.is_valid(raise_exception=True)
         v = data.validated_data
-        participant, created = assignment.start_participation(
-            self.study, prolific_pid=v["PROLIFIC_PID"], prolific_study_id=v["STUDY_ID"],
-            prolific_session_id=v["SESSION_ID"], browser=v["browser"], screen=v["screen"])
+        ids = {"prolific_pid": v["PROLIFIC_PID"], "prolific_study_id": v["STUDY_ID"],
+               "prolific_session_id": v["SESSION_ID"]}
+        if self.is_test:  # a preview never takes (or resumes) a real participant's external ids
+            ids = {k: "" for k in ids}
+        try:
+            existing = assignment.existing_participation(self.study.participants, ids["prolific_pid"],
+                                                         ids["prolific_session_id"], v["resume_token"])
+            if existing is None:
+                self.check_newcomer()
+                data.require_answers()
+            participant, created = existing, False
+            if existing is None:
+                participant, created = assignment.start_participation(
+                    self.study, **ids, browser=v["browser"], screen=v["screen"], resume_token=v["resume_token"],
+                    is_test=self.is_test, questionnaire=v["questionnaire"])
+        except assignment.ParticipationConflict as e:
+            return ApiResponse({"detail": str(e)}, status=status.HTTP_409_CONFLICT)
         return ApiResponse(participation_state(participant),
                            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+    def check_newcomer(self):
+        for permission in self.newcomer_permissions:
+            if not permission().has_permission(self.request, self):
+                self.permission_denied(self.request, message=permission.message)
 
 
 class ParticipationDetail(ParticipantView):
     @extend_schema(responses=ParticipationSerializer, summary="Progress of a participation")
     def get(self, request, token):
         return ApiResponse(participation_state(self.participant))
+
+    @extend_schema(request=None, responses={204: None},
+                   summary="Withdraw: delete this participation and its answers (a series' whole participation)")
+    def delete(self, request, token):
+        assignment.withdraw(self.participant)
+        return ApiResponse(status=status.HTTP_204_NO_CONTENT)
 
 
 class NextTrial(ParticipantView):
@@ -159,20 +201,25 @@ class SubmitAnswer(ParticipantView):
 
 
 class CompleteParticipation(ParticipantView):
-    permission_classes = [permissions.ParticipationIsLive]
+    """The outcome's code and redirect (completed, screened out, or timed out for an
+    abandoned participation that can no longer continue), or in a series the next study."""
 
     @extend_schema(request=None, responses={200: CompletionSerializer,
-                                            409: OpenApiResponse(description="trials still unanswered")},
-                   summary="Finish: the completion code and redirect, once every answer is stored")
+                                            409: OpenApiResponse(description="trials still unanswered, or the "
+                                                                             "series' next study is not running")},
+                   summary="Finish: the outcome's completion code and redirect, once every answer is stored")
     def post(self, request, token):
         answered, total = self.progress()
-        if answered < total:
+        if answered < total and self.participant.status != Participant.ABANDONED:
             return ApiResponse({"detail": f"{total - answered} trials are still unanswered.",
                                 "remaining": total - answered}, status=status.HTTP_409_CONFLICT)
-        assignment.complete(self.participant)
-        config = self.study.config
-        return ApiResponse({"completion_code": config["completion_code"],
-                            "redirect_url": config["redirect_url"].replace("{code}", config["completion_code"])})
+        if answered >= total:
+            assignment.complete(self.participant)
+        # Still abandoned here means the study no longer takes it back: it timed out.
+        try:
+            return ApiResponse(completion_body(self.participant))
+        except assignment.SeriesError as e:
+            return ApiResponse({"detail": str(e)}, status=status.HTTP_409_CONFLICT)
 
 
 class MotionDetail(ThrottledEarly, APIView):
@@ -246,5 +293,139 @@ def trial_payload(trial: Trial, study: Study, total: int, embed: bool) -> dict:
 def participation_state(participant: Participant) -> dict:
     total = participant.trials.count()
     answered = participant.responses.count()
-    return {"token": participant.token, "status": participant.status, "answered": answered, "total": total,
-            "next_url": reverse("studies:next", args=[participant.token])}
+    return {"token": participant.token, "status": participant.status, "is_test": participant.is_test,
+            "answered": answered, "total": total, "next_url": reverse("studies:next", args=[participant.token])}
+
+
+def consent_facts(config: dict) -> dict:
+    return {"consent_text": config["consent_text"], "consent_version": consent_version(config),
+            "questionnaire": config["questionnaire"]}
+
+
+def completion_body(participant: Participant) -> dict:
+    """What a finished participation leaves with. In a series the study's own code and
+    debrief are withheld (a debrief would tell the next study's answers away): the person
+    goes on to the next study, and only the series' end gives the series' code."""
+    outcome = assignment.outcome(participant)
+    sp = participant.series_participant
+    if sp is None:
+        config = participant.study.config
+        return {**outcome_exit(config, outcome), "debrief_text": config["debrief_text"]}
+    progress = series_progress(sp)
+    if progress["status"] == SeriesParticipant.ACTIVE and outcome == COMPLETED:
+        return {"outcome": outcome, "completion_code": "", "redirect_url": "", "debrief_text": "",
+                "series": progress}
+    config = sp.series.config
+    final = SCREENED_OUT if progress["status"] == SeriesParticipant.SCREENED_OUT else outcome
+    return {**outcome_exit(config, final), "debrief_text": config["debrief_text"], "series": progress}
+
+
+def series_progress(sp: SeriesParticipant) -> dict:
+    """Where a series participant stands, moving them on first (assignment.advance_series)."""
+    current = assignment.advance_series(sp)
+    sp.refresh_from_db(fields=["status"])
+    slugs = [study.slug for study in sp.series.ordered_studies()]
+    body = {"status": sp.status, "parts": len(slugs),
+            "part": slugs.index(current.study.slug) + 1 if current else len(slugs)}
+    if current is not None:
+        body["next"] = {"token": current.token, "page_url": reverse("study_web:study", args=[current.study.slug]),
+                        "part": body["part"]}
+    return body
+
+
+class SeriesDetail(ThrottledEarly, APIView):
+    authentication_classes = []
+
+    @extend_schema(responses=SeriesPublicSerializer, summary="What a participant sees before consenting to a series")
+    def get(self, request, slug):
+        series = get_object_or_404(StudySeries, slug=slug)
+        config = series.config
+        return ApiResponse(SeriesPublicSerializer({
+            "slug": series.slug, "name": series.name, "parts": series.entries.count(), **consent_facts(config),
+            "start_url": reverse("studies:series_start", args=[series.slug])}).data)
+
+
+class StartSeries(StartParticipation):
+    """One consent for every study of a series; the first study's participation is
+    created at once (its token is in `next`)."""
+
+    permission_classes = [permissions.StaffOnlyTest]
+
+    def initial(self, request, *args, **kwargs):
+        self.check_throttles(request)
+        self.series = StudySeries.objects.filter(slug=kwargs["slug"]).first()
+        if self.series is None:
+            raise NotFound("No such series.")
+        self.is_test = isinstance(request.data, dict) and request.data.get("test") is True
+        APIView.initial(self, request, *args, **kwargs)
+
+    @extend_schema(request=StartParticipationSerializer,
+                   responses={201: SeriesParticipationSerializer, 200: SeriesParticipationSerializer,
+                              409: OpenApiResponse(description="PROLIFIC_PID taken, or a study is not running")},
+                   summary="Give consent once and start (or resume) a series")
+    def post(self, request, slug):
+        config = self.series.config
+        data = StartParticipationSerializer(data=request.data, context={"questionnaire": config["questionnaire"]})
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        ids = {"prolific_pid": v["PROLIFIC_PID"], "prolific_study_id": v["STUDY_ID"],
+               "prolific_session_id": v["SESSION_ID"]}
+        if self.is_test:
+            ids = {k: "" for k in ids}
+        try:
+            existing = assignment.existing_participation(self.series.participants, ids["prolific_pid"],
+                                                         ids["prolific_session_id"], v["resume_token"])
+            if existing is None:
+                self.study = self.series.ordered_studies()[0] if self.series.entries.exists() else None
+                if self.study is None:
+                    raise NotFound("This series has no studies.")
+                self.check_newcomer()
+                data.require_answers()
+                existing, created = assignment.start_series(
+                    self.series, **ids, browser=v["browser"], screen=v["screen"], is_test=self.is_test,
+                    questionnaire=v["questionnaire"])
+            else:
+                created = False
+            body = series_state(existing)
+        except (assignment.ParticipationConflict, assignment.SeriesError) as e:
+            return ApiResponse({"detail": str(e)}, status=status.HTTP_409_CONFLICT)
+        return ApiResponse(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+
+def series_state(sp: SeriesParticipant) -> dict:
+    body = {"token": sp.token, **series_progress(sp)}
+    if body["status"] != SeriesParticipant.ACTIVE:
+        exit_ = outcome_exit(sp.series.config, body["status"])
+        body.update(completion_code=exit_["completion_code"], redirect_url=exit_["redirect_url"])
+    return body
+
+
+class SeriesParticipationDetail(ThrottledEarly, APIView):
+    """A series participation by its token: where it stands, or withdrawal from all of it."""
+
+    authentication_classes = []
+
+    def initial(self, request, *args, **kwargs):
+        self.check_throttles(request)
+        self.sp = SeriesParticipant.objects.select_related("series").filter(token=kwargs.get("token")).first()
+        if self.sp is None:
+            raise NotFound("No series participation with this token.")
+        super().initial(request, *args, **kwargs)
+
+    @extend_schema(responses={200: SeriesParticipationSerializer, 409: OpenApiResponse(description="next study "
+                                                                                                   "not running")},
+                   summary="Progress of a series participation (the current study's token in `next`)")
+    def get(self, request, token):
+        try:
+            return ApiResponse(series_state(self.sp))
+        except assignment.SeriesError as e:
+            return ApiResponse({"detail": str(e)}, status=status.HTTP_409_CONFLICT)
+
+    @extend_schema(request=None, responses={204: None}, summary="Withdraw from the series: delete all its data")
+    def delete(self, request, token):
+        first = self.sp.participations.first()
+        if first is not None:
+            assignment.withdraw(first)
+        else:
+            self.sp.delete()
+        return ApiResponse(status=status.HTTP_204_NO_CONTENT)

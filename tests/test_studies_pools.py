@@ -208,3 +208,18 @@ def test_sensitivity_views_differ_in_bytes_but_not_in_motion(client):
         assert a["data"] != b["data"] and a["offset"] != b["offset"]
         assert np.abs(decode_motion(a) - decode_motion(b)).max() < 1e-3  # within a millimetre
         assert np.abs(decode_motion(a) - t.left.sample.original_motion()).max() < 1e-3
+
+
+def test_create_study_takes_catch_share_and_clip_repeats(capsys):
+    make_samples(num_clips=4, methods=("smart", "l2"))
+    call_command("create_study", "deceitfulness", "--name", "catchy", "--datasets", "synth", "--recognizers",
+                 "synth-stgcn", "--methods", "smart,l2", "--trials", "4", "--practice", "1", "--catch-share", "0.4",
+                 "--allow-clip-repeats")
+    out = capsys.readouterr().out
+    assert "no --datasets" not in out  # both filters given: nothing to announce
+    study = Study.objects.get()
+    assert study.config["catch_share"] == 0.4 and study.config["allow_clip_repeats"] is True
+    p = participant(study)
+    assert p.trials.filter(condition=CATCH).count() == 2 and p.trials.count() == 7  # 8 items, 6 off practice's clip
+    with pytest.raises(CommandError, match="catch_share must lie in"):
+        call_command("create_study", "deceitfulness", "--name", "bad", "--catch-share", "1.5")

@@ -7,10 +7,11 @@ keeps trial-list generation testable at the paper's full counts without a databa
 """
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from ..participation_config import PARTICIPATION_DEFAULTS, validate_participation
 
 # Motion variants a trial can show.
 ORIGINAL = "original"
@@ -111,6 +112,7 @@ COMMON_DEFAULTS = {
     "max_late_frame_share": 0.25,
     "max_duration_error": 0.1,
 }
+    **PARTICIPATION_DEFAULTS,  # outcome codes, consent version, questionnaire, debrief
 
 _TYPES = {
     "trials_per_participant": int, "practice_trials": int, "playback_seconds": (int, float),
@@ -159,8 +161,7 @@ def validate_common(config: dict, defaults: dict) -> dict:
     for key in ("datasets", "recognizers", "strategies", "methods"):
         if key in out and not all(isinstance(v, str) for v in out[key]):
             raise ConfigurationError(f"{key} must be a list of names")
-    if not out["completion_code"]:
-        out["completion_code"] = secrets.token_hex(4).upper()
+    validate_participation(out, ConfigurationError)  # fills completion_code and the other outcomes' codes
     return out
 
 
