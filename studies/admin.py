@@ -6,6 +6,7 @@ import base64
 import json
 
 from django.contrib import admin, messages
+from django.db.models import Count
 from django.http import Http404, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -14,7 +15,8 @@ from django.utils.html import format_html, format_html_join
 from attacks.figures import stick_figure_strip
 
 from . import assignment, reports
-from .models import MotionHandle, Participant, Response, Stimulus, Study, Trial
+from .models import (MotionHandle, Participant, Response, SeriesParticipant, SeriesStudy, Stimulus, Study,
+                     StudySeries, Trial)
 
 
 @admin.register(Study)
@@ -24,8 +26,14 @@ class StudyAdmin(admin.ModelAdmin):
     list_filter = ("kind", "status")
     search_fields = ("name", "slug")
     prepopulated_fields = {"slug": ("name",)}
-    readonly_fields = ("created_at", "opened_at", "closed_at", "participant_link", "progress_table")
-    actions = ["open_studies", "close_studies", "release_abandoned", "build_pools"]
+    readonly_fields = ("status", "created_at", "opened_at", "closed_at", "participant_link", "progress_table")
+    actions = ["open_studies", "close_studies", "close_now", "release_abandoned", "build_pools"]
+
+    def get_readonly_fields(self, request, obj=None):
+        """Status changes through the actions only; kind and configuration are frozen once
+        the study has opened (Study.save refuses such edits as well)."""
+        frozen = ("kind", "configuration") if obj is not None and obj.status != Study.DRAFT else ()
+        return frozen + tuple(self.readonly_fields)
 
     def _progress(self, obj):
         if not hasattr(obj, "_progress_cache"):
@@ -59,11 +67,13 @@ class StudyAdmin(admin.ModelAdmin):
     @admin.display(description="report / exports")
     def links(self, obj):
         return format_html('<a href="{}">report</a> · <a href="{}">trials.csv</a> · <a href="{}">participants.csv</a>'
-                           ' · <a href="{}">json</a>',
+                           ' · <a href="{}">json</a> · <a href="{}?test=1" title="a test participation, kept out of '
+                           'every analysis">test run</a>',
                            reverse("admin:studies_study_report", args=[obj.pk]),
                            reverse("admin:studies_study_export", args=[obj.pk, "trials.csv"]),
                            reverse("admin:studies_study_export", args=[obj.pk, "participants.csv"]),
-                           reverse("admin:studies_study_export", args=[obj.pk, "report.json"]))
+                           reverse("admin:studies_study_export", args=[obj.pk, "report.json"]),
+                           obj.participant_path())
 
     @admin.display(description="participant link")
     def participant_link(self, obj):
@@ -86,10 +96,17 @@ class StudyAdmin(admin.ModelAdmin):
             study.open()
         self.message_user(request, "Opened.")
 
-    @admin.action(description="Close selected studies")
+    @admin.action(description="Close selected studies (active participants may still finish)")
     def close_studies(self, request, queryset):
         for study in queryset:
             study.close()
+            self.message_user(request, f"{study.slug}: {study.status}"
+                              + (" until its active participants finish" if study.status == Study.CLOSING else ""))
+
+    @admin.action(description="Close now (active participants can no longer answer)")
+    def close_now(self, request, queryset):
+        for study in queryset:
+            study.close(now=True)
         self.message_user(request, "Closed.")
 
     @admin.action(description="Return abandoned participants' stimuli to the pool")
@@ -208,10 +225,49 @@ class TrialAdmin(admin.ModelAdmin):
 
 @admin.register(Participant)
 class ParticipantAdmin(admin.ModelAdmin):
-    list_display = ("id", "study", "status", "prolific_pid", "started_at", "last_seen_at", "completed_at",
-                    "sensitivity_accuracy")
-    list_filter = ("study", "status")
-    search_fields = ("prolific_pid", "prolific_session_id")
-    readonly_fields = ("study", "token", "prolific_pid", "prolific_study_id", "prolific_session_id", "consent_at",
+    list_display = ("id", "pseudonym", "study", "status", "is_test", "prolific_pid", "consent_version", "started_at",
+                    "last_seen_at", "completed_at", "sensitivity_accuracy")
+    list_filter = ("study", "status", "is_test")
+    search_fields = ("prolific_pid", "prolific_session_id", "pseudonym")
+    readonly_fields = ("study", "token", "pseudonym", "is_test", "series_participant", "prolific_pid",
+                       "prolific_study_id", "prolific_session_id", "consent_at", "consent_version", "questionnaire",
                        "browser", "screen", "seed", "sensitivity_accuracy", "started_at", "last_seen_at",
                        "completed_at")
+
+
+class SeriesStudyInline(admin.TabularInline):
+    model = SeriesStudy
+    extra = 1
+    ordering = ("position",)
+
+
+@admin.register(StudySeries)
+class StudySeriesAdmin(admin.ModelAdmin):
+    """A series: several studies through one link (/series/<slug>/), one consent, one code."""
+
+    list_display = ("name", "slug", "studies", "participants_by_status", "link")
+    prepopulated_fields = {"slug": ("name",)}
+    inlines = [SeriesStudyInline]
+
+    @admin.display(description="studies, in order")
+    def studies(self, obj):
+        return " → ".join(s.slug for s in obj.ordered_studies())
+
+    @admin.display(description="participants")
+    def participants_by_status(self, obj):
+        counts = dict(obj.participants.values_list("status").annotate(n=Count("id")).order_by())
+        return ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "-"
+
+    @admin.display(description="participant link")
+    def link(self, obj):
+        return format_html('{} · <a href="{}?test=1">test run</a>', obj.participant_path(), obj.participant_path())
+
+
+@admin.register(SeriesParticipant)
+class SeriesParticipantAdmin(admin.ModelAdmin):
+    list_display = ("id", "series", "status", "is_test", "prolific_pid", "consent_version", "started_at",
+                    "completed_at")
+    list_filter = ("series", "status", "is_test")
+    search_fields = ("prolific_pid",)
+    readonly_fields = ("series", "token", "status", "is_test", "prolific_pid", "prolific_study_id",
+                       "prolific_session_id", "consent_at", "consent_version", "started_at", "completed_at")

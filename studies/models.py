@@ -14,6 +14,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from .participation_config import consent_version, validate_series, ParticipationConfigError
 from .protocols import KINDS, get_protocol
 from .protocols.base import ConfigurationError
 
@@ -70,9 +71,33 @@ class Study(models.Model):
             raise ValidationError({"configuration": str(e)}) from e
 
     def save(self, *args, **kwargs):
-        # Fill defaults (and a completion code) once, so what is stored is what runs.
+        # Fill defaults (and the outcome codes) once, so what is stored is what runs.
         self.configuration = self.protocol.validate(self.configuration or {})
+        update_fields = kwargs.get("update_fields")
+        if self.pk and (update_fields is None or {"configuration", "kind", "status"} & set(update_fields)):
+            self._refuse_change_after_opening()
         super().save(*args, **kwargs)
+
+    def _refuse_change_after_opening(self):
+        """Answers collected under one configuration must not be analysed as if they came
+        from another, so kind and configuration are frozen once the study left draft."""
+        stored = Study.objects.filter(pk=self.pk).values("status", "kind", "configuration").first()
+        if stored is None or stored["status"] == self.DRAFT:
+            return
+        if self.status == self.DRAFT:  # back to draft would reopen the configuration to edits
+            raise ValidationError({"status": "a study that has opened cannot go back to draft"})
+        if stored["kind"] != self.kind:
+            raise ValidationError({"kind": f"kind cannot change once the study has opened (it is {stored['kind']})"})
+        before = get_protocol(stored["kind"]).validate(stored["configuration"] or {})
+        changed = sorted(k for k in set(before) | set(self.configuration)
+                         if before.get(k) != self.configuration.get(k))
+        if changed:
+            raise ValidationError({"configuration": f"the configuration is frozen once the study has opened; "
+                                                    f"refused changes to: {', '.join(changed)}"})
+
+    @property
+    def consent_version(self) -> str:
+        return consent_version(self.config)
 
     def participant_path(self) -> str:
         return f"/study/{self.slug}/"
@@ -84,9 +109,38 @@ class Study(models.Model):
         self.status, self.opened_at = self.OPEN, self.opened_at or timezone.now()
         self.save(update_fields=["status", "opened_at", "configuration"])
 
-    def close(self):
+    def close(self, now: bool = False):
+        """Stop taking newcomers. Participants still active may finish (the study is
+        'closing' until the last of them completes or times out) unless `now`, which
+        closes at once and strands them (their answers stay stored)."""
+        from .assignment import release_abandoned
+        if self.status == self.CLOSED:
+            return
+        if not now and self.status != self.DRAFT:
+            self.status = self.CLOSING
+            self.save(update_fields=["status"])
+            release_abandoned(self)  # the timed-out ones must not keep it closing; may close it
+            self.refresh_from_db(fields=["status", "closed_at"])
+            if self.status == self.CLOSING:
+                self.finish_closing()
+            return
         self.status, self.closed_at = self.CLOSED, timezone.now()
-        self.save(update_fields=["status", "closed_at", "configuration"])
+        self.save(update_fields=["status", "closed_at"])
+
+    def finish_closing(self) -> bool:
+        """A closing study whose last active participant has finished (or timed out) is
+        closed. Called after every completion, release and withdrawal; returns whether
+        it closed now."""
+        if self.status != self.CLOSING or self.participants.filter(status=Participant.ACTIVE).exists():
+            return False
+        closed = Study.objects.filter(pk=self.pk, status=self.CLOSING).update(status=self.CLOSED,
+                                                                              closed_at=timezone.now())
+        self.refresh_from_db(fields=["status", "closed_at"])
+        return bool(closed)
+
+    @property
+    def takes_answers(self) -> bool:
+        return self.status in (self.OPEN, self.CLOSING)
 
     def progress(self) -> dict:
         counts = dict(self.participants.values_list("status").annotate(n=models.Count("id")).order_by())
@@ -240,6 +294,24 @@ class StudySeries(models.Model):
 
     def __str__(self):
         return self.name
+
+    @property
+    def config(self) -> dict:
+        return validate_series(self.configuration)
+
+    def clean(self):
+        try:
+            self.configuration = validate_series(self.configuration or {})
+        except ParticipationConfigError as e:
+            raise ValidationError({"configuration": str(e)}) from e
+
+    def save(self, *args, **kwargs):
+        # Codes drawn once, so every participant of the series leaves with the same ones.
+        self.configuration = validate_series(self.configuration or {})
+        super().save(*args, **kwargs)
+
+    def participant_path(self) -> str:
+        return f"/series/{self.slug}/"
 
     def ordered_studies(self) -> list[Study]:
         return [entry.study for entry in self.entries.select_related("study").order_by("position")]

@@ -13,4 +13,8 @@ urlpatterns = [
     path("participations/<str:token>/answers/", views.SubmitAnswer.as_view(), name="answer"),
     path("participations/<str:token>/complete/", views.CompleteParticipation.as_view(), name="complete"),
     path("motions/<str:key>/", views.MotionDetail.as_view(), name="motion"),
+    path("series/<slug:slug>/", views.SeriesDetail.as_view(), name="series"),
+    path("series/<slug:slug>/participations/", views.StartSeries.as_view(), name="series_start"),
+    path("series-participations/<str:token>/", views.SeriesParticipationDetail.as_view(),
+         name="series_participation"),
 ]

@@ -174,7 +174,7 @@ def test_completion_only_after_every_answer(client, world):
         answer(client, token, n["trial"])
     assert n["complete_url"].endswith("/complete/")
     r = client.post(f"/api/participations/{token}/complete/")
-    assert r.json() == {"completion_code": "C0DE42",
+    assert r.json() == {"outcome": "completed", "completion_code": "C0DE42", "debrief_text": "",
                         "redirect_url": "https://app.prolific.com/submissions/complete?cc=C0DE42"}
     assert Participant.objects.get().status == Participant.COMPLETED
     assert client.post(f"/api/participations/{token}/complete/").status_code == 200  # repeatable
@@ -197,7 +197,7 @@ def test_closed_study_refuses_answers(client, world):
     study = make_study("deceitfulness", trials_per_participant=2, practice_trials=0)
     token = start(client, "deceitfulness").json()["token"]
     t = next_trial(client, token).json()["trial"]
-    Study.objects.get(pk=study.pk).close()
+    Study.objects.get(pk=study.pk).close(now=True)  # closing without `now` lets active ones finish
     assert answer(client, token, t).status_code == 403
     assert next_trial(client, token).status_code == 403
 

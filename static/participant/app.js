@@ -5,22 +5,20 @@
  * The server decides everything (trial list, sides, option order) and keeps the answer
  * key; this page only plays what it is given, unlocks the answers when playback has
  * ended and posts one answer at a time with its playback log. The participation token
- * is kept in localStorage per study, so a reload resumes at the first unanswered trial
- * (the API's `next` is always that trial).
+ * is kept in localStorage per study with the PROLIFIC_PID it was started under, so a
+ * reload resumes at the first unanswered trial (the API's `next` is always that trial)
+ * and another PID's link on the same computer starts afresh (common.js: loadToken).
  *
  * `document.body.dataset.screen` names the visible screen and `dataset.state` the trial
  * state (loading, ready, playing, answering, submitting); tests and styles key on them.
  */
 import { SkeletonPlayer, PlaybackInterrupted, decodeMotion } from './player.js';
+import {
+  $, api, ApiError, apiMessage, countdownRedirect, loadToken, postStart, saveToken, wireConsent,
+} from './common.js';
 
 const config = JSON.parse(document.getElementById('study-config').textContent);
 const storageKey = `smart-study:${config.slug}`;
-const query = new URLSearchParams(window.location.search);
-const EXTERNAL_IDS = ['PROLIFIC_PID', 'STUDY_ID', 'SESSION_ID'];
-const RETRY_DELAYS_MS = [500, 1000, 2000]; // three retries after the first attempt
-const RETRY_AFTER_MAX_MS = 30000; // longest wait a rate limit's Retry-After may impose
-
-const $ = (id) => document.getElementById(id);
 const state = {
   token: null,
   trial: null,
@@ -116,82 +114,20 @@ function url(template) {
   return template.replace(config.api.token_placeholder, encodeURIComponent(state.token));
 }
 
-class ApiError extends Error {
-  constructor(status, body) {
-    super(apiMessage(body) || `request failed (HTTP ${status})`);
-    this.status = status;
-    this.body = body;
-  }
-}
-
-function apiMessage(body) {
-  if (!body || typeof body !== 'object') return '';
-  if (typeof body.detail === 'string') return body.detail;
-  return Object.entries(body).map(([k, v]) => `${k}: ${Array.isArray(v) ? v.join(' ') : v}`).join('; ');
-}
-
-/**
- * fetch + JSON with retries: network errors and 5xx are retried (RETRY_DELAYS_MS), and a
- * 429 (rate limit) after the server's Retry-After (at most RETRY_AFTER_MAX_MS); other 4xx
- * are answers and returned at once. POSTs are safe to retry: answers are idempotent on
- * the server.
- */
-async function api(path, { method = 'GET', body, cache = 'no-store' } = {}) {
-  let lastError = null;
-  let wait = 0;
-  for (let attempt = 0; attempt <= RETRY_DELAYS_MS.length; attempt++) {
-    if (attempt > 0) await sleep(wait || RETRY_DELAYS_MS[attempt - 1]);
-    wait = 0;
-    let response;
-    try {
-      response = await fetch(path, {
-        method,
-        headers: body === undefined ? { Accept: 'application/json' }
-          : { Accept: 'application/json', 'Content-Type': 'application/json' },
-        body: body === undefined ? undefined : JSON.stringify(body),
-        credentials: 'same-origin',
-        cache,
-      });
-    } catch (e) {
-      lastError = e;
-      continue;
-    }
-    let data = null;
-    try {
-      data = await response.json();
-    } catch (e) {
-      data = null;
-    }
-    if (response.status === 429) {
-      const seconds = Number(response.headers.get('Retry-After'));
-      wait = Number.isFinite(seconds) && seconds > 0 ? Math.min(seconds * 1000, RETRY_AFTER_MAX_MS) : 0;
-      lastError = new ApiError(response.status, data);
-      continue;
-    }
-    if (response.status >= 500 || (response.ok && data === null)) {
-      lastError = new ApiError(response.status, data);
-      continue;
-    }
-    return { status: response.status, ok: response.ok, data };
-  }
-  throw lastError || new Error('request failed');
-}
-
-function sleep(ms) {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
 /* ------------------------------------------------------------------ start / resume */
 
 async function boot() {
   await passGate();
-  state.token = localStorage.getItem(storageKey);
+  if (config.test) document.body.dataset.test = 'yes';
+  state.token = loadToken(storageKey); // null when kept for another PROLIFIC_PID
   if (state.token) {
     try {
       const r = await api(url(config.api.participation));
       if (r.ok) {
         const p = r.data;
-        if (p.status === 'completed' || p.status === 'screened_out' || p.answered >= p.total) {
+        // 'abandoned' here: timed out in a study that no longer takes it back (finish
+        // shows the timed-out code); otherwise the server has just reactivated it.
+        if (['completed', 'screened_out', 'abandoned'].includes(p.status) || p.answered >= p.total) {
           await finish();
         } else if (p.answered > 0) {
           await nextTrial();
@@ -200,7 +136,7 @@ async function boot() {
         }
         return;
       }
-      localStorage.removeItem(storageKey); // unknown token (e.g. database reset): start afresh
+      localStorage.removeItem(storageKey); // unknown token (e.g. database reset or withdrawn): start afresh
       state.token = null;
     } catch (e) {
       fail(`The study server cannot be reached (${e.message}).`, boot);
@@ -210,56 +146,12 @@ async function boot() {
   show('consent');
 }
 
-function browserFacts() {
-  const facts = {
-    userAgent: navigator.userAgent, language: navigator.language, platform: navigator.platform,
-    devicePixelRatio: window.devicePixelRatio, hardwareConcurrency: navigator.hardwareConcurrency || null,
-  };
-  try {
-    const gl = document.createElement('canvas').getContext('webgl2');
-    const info = gl && gl.getExtension('WEBGL_debug_renderer_info');
-    if (info) facts.webglRenderer = String(gl.getParameter(info.UNMASKED_RENDERER_WEBGL)).slice(0, 200);
-  } catch (e) { /* facts are best effort */ }
-  return facts;
-}
-
-function screenFacts() {
-  return {
-    width: window.screen.width, height: window.screen.height, innerWidth: window.innerWidth,
-    innerHeight: window.innerHeight, colorDepth: window.screen.colorDepth,
-  };
-}
-
-async function giveConsent(event) {
-  event.preventDefault();
-  const box = $('consent-box');
-  const error = $('consent-error');
-  if (!box.checked) {
-    error.textContent = 'Please tick the box to agree before starting.';
-    error.hidden = false;
-    box.focus();
-    return;
-  }
-  error.hidden = true;
-  $('consent-submit').disabled = true;
-  const body = { consent: true, browser: browserFacts(), screen: screenFacts() };
-  for (const key of EXTERNAL_IDS) body[key] = (query.get(key) || '').slice(0, 64);
-  try {
-    const r = await api(config.api.start, { method: 'POST', body });
-    if (!r.ok) {
-      error.textContent = apiMessage(r.data) || `The study could not be started (HTTP ${r.status}).`;
-      error.hidden = false;
-      return;
-    }
-    state.token = r.data.token;
-    localStorage.setItem(storageKey, state.token);
-    if (r.data.answered > 0) await nextTrial(); else show('instructions');
-  } catch (e) {
-    error.textContent = `The study server cannot be reached (${e.message}). Please try again.`;
-    error.hidden = false;
-  } finally {
-    $('consent-submit').disabled = false;
-  }
+async function start(questionnaire, error, button) {
+  const data = await postStart(config.api.start, questionnaire, { error, button, test: config.test });
+  if (!data) return;
+  state.token = data.token;
+  saveToken(storageKey, state.token);
+  if (data.answered > 0) await nextTrial(); else show('instructions');
 }
 
 /* ------------------------------------------------------------------ trials */
@@ -487,6 +379,14 @@ function showFeedback(trial, value, feedback) {
 
 /* ------------------------------------------------------------------ completion */
 
+const OUTCOME_TEXT = {
+  completed: ['Thank you!', 'All your answers are saved.'],
+  screened_out: ['Thank you for taking part', 'The study has ended for you: your answers to the check questions '
+    + 'were below the level this study needs, so they will not be used. Please return with the code below.'],
+  timed_out: ['The time for this study has run out', 'This study no longer accepts your answers because too '
+    + 'much time passed. Please return with the code below.'],
+};
+
 async function finish() {
   let r;
   try {
@@ -495,7 +395,7 @@ async function finish() {
     fail(`Your completion could not be confirmed (${e.message}).`, finish);
     return;
   }
-  if (r.status === 409) {
+  if (r.status === 409 && r.data && r.data.remaining) {
     await nextTrial(); // something is still unanswered
     return;
   }
@@ -503,34 +403,50 @@ async function finish() {
     fail(apiMessage(r.data) || `Completion failed (HTTP ${r.status}).`, finish);
     return;
   }
-  $('completion-code').textContent = r.data.completion_code;
-  show('complete');
-  const target = redirectTarget(r.data.redirect_url);
-  if (target) {
-    const link = $('redirect-link');
-    link.href = target;
-    $('redirect-box').hidden = false;
-    let left = 5;
-    const tick = () => {
-      $('redirect-text').textContent = `You will be taken back to the study platform in ${left} s.`;
-      if (left <= 0) { window.location.assign(target); return; }
-      left -= 1;
-      setTimeout(tick, 1000);
-    };
-    tick();
+  const d = r.data;
+  if (d.series && d.series.next && !d.completion_code) {
+    showNextPart(d.series);
+    return;
   }
+  const [title, text] = OUTCOME_TEXT[d.outcome] || OUTCOME_TEXT.completed;
+  document.body.dataset.outcome = d.outcome;
+  $('complete-title').textContent = title;
+  $('complete-text').textContent = text;
+  $('completion-code').textContent = d.completion_code;
+  $('code-box').hidden = !d.completion_code;
+  $('debrief').hidden = !d.debrief_text;
+  $('debrief-text').textContent = d.debrief_text || '';
+  show('complete');
+  countdownRedirect(d.redirect_url, $('redirect-box'), $('redirect-text'), $('redirect-link'));
 }
 
-/** The redirect URL with {PROLIFIC_PID}, {STUDY_ID}, {SESSION_ID} filled; http(s) only. */
-function redirectTarget(raw) {
-  if (!raw) return null;
-  let filled = raw;
-  for (const key of EXTERNAL_IDS) filled = filled.split(`{${key}}`).join(encodeURIComponent(query.get(key) || ''));
+/** A series goes on: the next study's page, with its participation token kept for it. */
+function showNextPart(series) {
+  $('next-part-text').textContent = `Part ${series.part - 1} of ${series.parts} is done. `
+    + `Part ${series.part} starts on the next page; you do not need to agree again.`;
+  $('next-part-continue').onclick = () => {
+    const slug = series.next.page_url.split('/').filter(Boolean).pop();
+    saveToken(`smart-study:${slug}`, series.next.token);
+    window.location.assign(`${series.next.page_url}${window.location.search}`);
+  };
+  show('next-part');
+}
+
+/** Delete my data: the participation and its answers (a series' whole participation). */
+async function withdraw() {
+  if (!window.confirm('Delete all your answers from this study? This cannot be undone.')) return;
+  const button = $('withdraw');
+  button.disabled = true;
   try {
-    const target = new URL(filled, window.location.href);
-    return target.protocol === 'https:' || target.protocol === 'http:' ? target.href : null;
+    const r = await api(url(config.api.participation), { method: 'DELETE' });
+    if (!r.ok && r.status !== 404) throw new ApiError(r.status, r.data);
+    localStorage.removeItem(storageKey);
+    show('withdrawn');
   } catch (e) {
-    return null;
+    $('withdraw-error').textContent = `Your data could not be deleted (${e.message}). Please try again.`;
+    $('withdraw-error').hidden = false;
+  } finally {
+    button.disabled = false;
   }
 }
 
@@ -569,7 +485,8 @@ function formatSeconds(s) {
 
 /* ------------------------------------------------------------------ wiring */
 
-$('consent-form').addEventListener('submit', giveConsent);
+wireConsent({ questionnaire: config.questionnaire, show, start });
+$('withdraw').addEventListener('click', () => withdraw());
 $('instructions-continue').addEventListener('click', () => nextTrial());
 $('play').addEventListener('click', () => startPlayback());
 $('feedback-continue').addEventListener('click', () => nextTrial());

@@ -3,6 +3,9 @@
 One attacked motion is played (6 s by default); the participant then picks which of two
 labels describes it: the ground truth or the recognizer's after-attack label, in an
 order randomised (and balanced) per participant. Success = the ground truth is chosen.
+No clip is shown twice to one participant (two methods' versions of a clip would give
+the answer away). Catch trials (`catch_share`) show an unattacked original with its true
+label against another class of the dataset.
 
 Records: the chosen option. Analysis: success rate with Wilson 95% intervals overall and
 per dataset, ground-truth class and method.

@@ -4,7 +4,9 @@ Each trial shows two motions side by side; the left is always the original (the
 participant is told so). The right is the same original (a sensitivity trial) or its
 attacked version (a perceivability trial); the share of sensitivity trials is
 configurable (`sensitivity_share`, default one half). Motions play for 6 s, optionally
-three times slower; the answer is 'changed' or 'unchanged'.
+three times slower; the answer is 'changed' or 'unchanged'. Each trial shows a clip of
+its own (a clip's sensitivity and attacked trials would show it twice). Catch trials
+(`catch_share`) put a grossly broken copy on the right: 'changed'.
 
 Records: 'changed' / 'unchanged'. Analysis: participants below the screening threshold
 on sensitivity trials are screened out (kept and flagged, excluded from the statistics);

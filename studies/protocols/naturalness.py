@@ -4,6 +4,9 @@ Each selected motion yields two trials: SMART against one ablation drawn from {l
 l2-bone}, and two different ablations against each other. Both motions are shown side by
 side and played together (6 s, twice); the participant answers left, right or cannot tell.
 Left/right placement is balanced within each participant and trials are shuffled.
+A participant meets each motion (source clip) in its two trials only. Catch trials
+(`catch_share`) put the motion's original against a grossly broken copy; correct: the
+original's side.
 
 Records: 'left' / 'right' / 'cannot_tell'. Analysis: for each method pair the
 proportions and a binomial test on decisive answers, each method's normalised preference

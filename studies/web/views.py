@@ -6,13 +6,16 @@ fetched from the API by static/participant/app.js.
 """
 from __future__ import annotations
 
+from urllib.parse import quote, urlsplit
+
 from django.contrib.admin.views.decorators import staff_member_required
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 
 from attacks.models import AdversarialSample
 
-from ..models import Study
+from ..models import Study, StudySeries
+from ..participation_config import NO_CONSENT, consent_version, outcome_exit
 from ..payloads import encode_motion
 from ..playback import plan
 
@@ -38,19 +41,72 @@ MIN_WINDOW = {"width": 900, "height": 520}
 def study_page(request, slug):
     """The participant app for one study, or a plain page saying why it cannot be taken."""
     study = get_object_or_404(Study, slug=slug)
-    if study.status != Study.OPEN:
+    if not study.takes_answers:  # a closing study still serves its own participants
         return render(request, "participant/unavailable.html", {"study": study},
                       status=404 if study.status == Study.DRAFT else 410)
     config = study.config
     protocol = study.protocol
+    test = is_staff_test(request)
     return render(request, "participant/study.html", {
         "study": study,
         "config": config,
+        "test": test,
+        "consent_version": study.consent_version,
+        "in_series": study.series_entries.exists(),
         "prompt": protocol.PROMPT,
         "instructions_template": INSTRUCTION_TEMPLATES.get(study.kind, INSTRUCTION_TEMPLATES["deceitfulness"]),
-        "page_config": page_config(study, config),
+        "page_config": {**page_config(study, config), "test": test, "questionnaire": config["questionnaire"]},
         "total_seconds": config["playback_seconds"] * config["repeats"] * config["slow_motion"],
     })
+
+
+def is_staff_test(request) -> bool:
+    """`?test=1` makes a researcher's test participation, for logged-in staff only (the
+    start endpoint checks the same again)."""
+    return request.GET.get("test") == "1" and request.user.is_authenticated and request.user.is_staff
+
+
+def declined_page(request, slug):
+    """Where 'I do not agree' leads: nothing is stored; the no-consent code and redirect
+    (config completion_codes / redirect_urls 'no_consent') where the researcher set them."""
+    study = get_object_or_404(Study, slug=slug)
+    return render_declined(request, study, study.config)
+
+
+def render_declined(request, owner, config):
+    exit_ = outcome_exit(config, NO_CONSENT)
+    exit_["redirect_url"] = fill_redirect(exit_["redirect_url"], request.GET)
+    return render(request, "participant/declined.html", {"study": owner, "exit": exit_})
+
+
+def fill_redirect(raw: str, params) -> str:
+    """A redirect URL with {PROLIFIC_PID}, {STUDY_ID}, {SESSION_ID} from the page's query
+    filled in (URL-encoded); anything but http(s) is dropped, as app.js does."""
+    for key in ("PROLIFIC_PID", "STUDY_ID", "SESSION_ID"):
+        raw = raw.replace("{" + key + "}", quote(params.get(key, "")[:64], safe=""))
+    return raw if urlsplit(raw).scheme in ("http", "https") else ""
+
+
+def series_page(request, slug):
+    """One link for a whole series: its consent and questionnaire (static/participant/series.js),
+    then each study's own page in turn."""
+    series = get_object_or_404(StudySeries, slug=slug)
+    config = series.config
+    test = is_staff_test(request)
+    return render(request, "participant/series.html", {
+        "study": series, "series": series, "config": config, "test": test,
+        "consent_version": consent_version(config), "parts": series.entries.count(),
+        "page_config": {
+            "slug": series.slug, "test": test, "questionnaire": config["questionnaire"],
+            "api": {"start": reverse("studies:series_start", args=[series.slug]),
+                    "state": reverse("studies:series_participation", args=[TOKEN_PLACEHOLDER]),
+                    "token_placeholder": TOKEN_PLACEHOLDER}},
+    })
+
+
+def series_declined_page(request, slug):
+    series = get_object_or_404(StudySeries, slug=slug)
+    return render_declined(request, series, series.config)
 
 
 def page_config(study: Study, config: dict) -> dict:
