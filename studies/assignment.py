@@ -305,13 +305,13 @@ def complete(participant: Participant) -> Participant:
     Participant.objects.filter(pk=participant.pk, status__in=[Participant.ACTIVE, Participant.ABANDONED]) \
         .update(status=status, sensitivity_accuracy=accuracy, completed_at=timezone.now())
     participant.refresh_from_db()
-    return participant
     participant.study.finish_closing()
     if participant.series_participant_id:
         try:
             advance_series(participant.series_participant)
         except SeriesError:
             pass  # the next part is not running; the series' state says so when asked
+    return participant
 
 
 def outcome(participant: Participant) -> str:

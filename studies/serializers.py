@@ -133,26 +133,12 @@ class AnswerResultSerializer(serializers.Serializer):
 class ParticipationSerializer(serializers.Serializer):
     token = serializers.CharField()
     status = serializers.CharField()
+    is_test = serializers.BooleanField()
     answered = serializers.IntegerField()
     total = serializers.IntegerField()
     next_url = serializers.CharField()
 
 
-class CompletionSerializer(serializers.Serializer):
-    outcome = serializers.ChoiceField(choices=["completed", "screened_out", "timed_out"])
-    completion_code = serializers.CharField(allow_blank=True, help_text="Blank while a series goes on")
-    redirect_url = serializers.CharField(allow_blank=True)
-
-
-class ConsentPublicSerializer(serializers.Serializer):
-    """What anyone may read before consenting, to a study or to a series."""
-
-    slug = serializers.CharField()
-    is_test = serializers.BooleanField()
-    name = serializers.CharField()
-    consent_text = serializers.CharField()
-    instructions = serializers.CharField(allow_blank=True)
-    trials = serializers.IntegerField()
 class SeriesNextSerializer(serializers.Serializer):
     token = serializers.CharField()
     page_url = serializers.CharField()
@@ -166,6 +152,36 @@ class SeriesProgressSerializer(serializers.Serializer):
     next = SeriesNextSerializer(required=False, help_text="The next study to take, while the series goes on")
 
 
+class CompletionSerializer(serializers.Serializer):
+    outcome = serializers.ChoiceField(choices=["completed", "screened_out", "timed_out"])
+    completion_code = serializers.CharField(allow_blank=True, help_text="Blank while a series goes on")
+    redirect_url = serializers.CharField(allow_blank=True)
+    debrief_text = serializers.CharField(allow_blank=True)
+    series = SeriesProgressSerializer(required=False)
+
+
+class QuestionSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    label = serializers.CharField()
+    choices = OptionSerializer(many=True)
+    required = serializers.BooleanField()
+
+
+class ConsentPublicSerializer(serializers.Serializer):
+    """What anyone may read before consenting, to a study or to a series."""
+
+    slug = serializers.CharField()
+    name = serializers.CharField()
+    consent_text = serializers.CharField()
+    consent_version = serializers.CharField()
+    questionnaire = QuestionSerializer(many=True)
+    start_url = serializers.CharField()
+
+
+class StudyPublicSerializer(ConsentPublicSerializer):
+    status = serializers.CharField()
+    instructions = serializers.CharField(allow_blank=True)
+    trials = serializers.IntegerField()
     practice_trials = serializers.IntegerField()
     playback = serializers.DictField()
 
@@ -182,19 +198,3 @@ class SeriesParticipationSerializer(serializers.Serializer):
     next = SeriesNextSerializer(required=False)
     completion_code = serializers.CharField(required=False, allow_blank=True)
     redirect_url = serializers.CharField(required=False, allow_blank=True)
-    debrief_text = serializers.CharField(allow_blank=True)
-    series = SeriesProgressSerializer(required=False)
-
-
-class QuestionSerializer(serializers.Serializer):
-    name = serializers.CharField()
-    label = serializers.CharField()
-    choices = OptionSerializer(many=True)
-    required = serializers.BooleanField()
-    consent_version = serializers.CharField()
-    questionnaire = QuestionSerializer(many=True)
-    start_url = serializers.CharField()
-
-
-class StudyPublicSerializer(ConsentPublicSerializer):
-    status = serializers.CharField()

@@ -111,8 +111,8 @@ COMMON_DEFAULTS = {
     # frames drawn, and |measured - expected| playback duration as a share of expected.
     "max_late_frame_share": 0.25,
     "max_duration_error": 0.1,
-}
     **PARTICIPATION_DEFAULTS,  # outcome codes, consent version, questionnaire, debrief
+}
 
 _TYPES = {
     "trials_per_participant": int, "practice_trials": int, "playback_seconds": (int, float),
