@@ -159,3 +159,59 @@ def d_prime_same_different(hits: int, different_trials: int, false_alarms: int, 
     while hit_rate(upper) < h and upper < 64:
         upper *= 2
     return float(optimize.brentq(lambda d: hit_rate(d) - h, 0.0, upper))
+
+
+def simulated_width(rate: float, icc: float, participants: int, trials: int, repetitions: int = 200,
+                    confidence: float = 0.95, seed: int = 0) -> dict:
+    """Mean and 90th-percentile width of the participant-aware (cluster bootstrap)
+    interval, over `repetitions` simulated studies of `participants` x `trials` binary
+    answers with true `rate` and intra-class correlation `icc` (beta-binomial), and how
+    often it covered the true rate."""
+    if not 0 < rate < 1 or not 0 <= icc < 1:
+        raise ValueError("rate must lie in (0, 1) and icc in [0, 1)")
+    rng = np.random.default_rng(seed)
+    clusters = np.repeat(np.arange(participants), trials)
+    widths, covered = [], 0
+    for rep in range(repetitions):
+        if icc > 0:
+            spread = (1 - icc) / icc
+            person = rng.beta(rate * spread, (1 - rate) * spread, size=participants)
+        else:
+            person = np.full(participants, rate)
+        values = (rng.random((participants, trials)) < person[:, None]).astype(float).ravel()
+        boot = cluster_bootstrap(values, clusters, confidence, samples=400, seed=rep)
+        widths.append(boot["high"] - boot["low"])
+        covered += boot["low"] <= rate <= boot["high"]
+    widths = np.asarray(widths)
+    return {"participants": participants, "trials": trials, "mean_width": float(widths.mean()),
+            "p90_width": float(np.quantile(widths, 0.9)), "coverage": covered / repetitions}
+
+
+def participants_needed(rate: float, icc: float, trials: int, width: float, repetitions: int = 200,
+                        confidence: float = 0.95, seed: int = 0, most: int = 2000) -> dict:
+    """The smallest number of participants whose simulated mean interval width is at
+    most `width` (doubling, then bisection over whole numbers); the analytic design-
+    effect estimate is returned beside it as a check."""
+    def fits(n):
+        return simulated_width(rate, icc, n, trials, repetitions, confidence, seed)["mean_width"] <= width
+
+    high = 4
+    while not fits(high):
+        if high >= most:
+            raise ValueError(f"more than {most} participants needed for a width of {width}")
+        high = min(2 * high, most)
+    low = max(2, high // 2)
+    if fits(low):
+        high = low
+    while high - low > 1:
+        middle = (low + high) // 2
+        if fits(middle):
+            high = middle
+        else:
+            low = middle
+    z = stats.norm.ppf(0.5 + confidence / 2)
+    design = 1 + (trials - 1) * icc
+    analytic = math.ceil(design * rate * (1 - rate) * (2 * z / width) ** 2 / trials)
+    return {"participants": high, "analytic_participants": analytic, "design_effect": design,
+            **{k: v for k, v in simulated_width(rate, icc, high, trials, repetitions, confidence, seed).items()
+               if k != "participants"}}

@@ -101,3 +101,26 @@ def test_participant_aware_intervals_cover_the_true_rate_and_pooled_ones_do_not(
     assert 0.90 <= share["gee"] <= 0.99, share
     assert share["pooled"] < 0.75, share
     assert np.mean(iccs) == pytest.approx(icc, abs=0.03)
+
+
+def test_power_helper_agrees_with_the_design_effect_formula():
+    """rate 0.5, ICC 0.1, 20 trials each: design effect 2.9; ±10 points (width 0.2) needs
+    about 2.9 x 0.25 x (2 x 1.96 / 0.2)^2 / 20 = 14 participants by formula."""
+    r = inference.participants_needed(0.5, 0.1, 20, 0.2, repetitions=60)
+    assert r["design_effect"] == pytest.approx(2.9)
+    assert r["analytic_participants"] == 14
+    assert abs(r["participants"] - 14) <= 4 and r["mean_width"] <= 0.2
+    smaller = inference.simulated_width(0.5, 0.1, r["participants"] - 2, 20, repetitions=60)
+    assert smaller["mean_width"] > 0.2 * 0.97  # fewer people, a wider interval
+    with pytest.raises(ValueError, match="rate"):
+        inference.simulated_width(1.0, 0.1, 10, 10)
+
+
+@pytest.mark.django_db
+def test_study_power_command_prints_the_answer():
+    from io import StringIO
+
+    from django.core.management import call_command
+    out = StringIO()
+    call_command("study_power", "--trials", "20", "--width", "0.2", "--repetitions", "40", stdout=out)
+    assert "participants x 20 trials" in out.getvalue() and "design effect 2.90" in out.getvalue()
