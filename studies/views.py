@@ -246,7 +246,8 @@ class MotionDetail(ThrottledEarly, APIView):
 def motion_json(key: str) -> str | None:
     """Encoded motion JSON for a handle key, memoised in Django's cache: each view on its
     own quantisation grid, a catch trial's broken view broken (`payloads.encode_handle`)."""
-    cache_key = f"studies:motion:{key}"
+    # v2: per-view grids; bodies cached before them (identical sensitivity pairs) are not reused.
+    cache_key = f"studies:motion:v2:{key}"
     body = cache.get(cache_key)
     if body is None:
         handle = MotionHandle.objects.select_related("sample", "study").filter(key=key).first()
