@@ -14,7 +14,7 @@ JSON = "application/json"
 
 @pytest.fixture
 def two_participants(client):
-    make_samples(num_clips=4)
+    make_samples(num_clips=5)  # one clip per trial: 3 main + 2 practice
     make_study("deceitfulness", trials_per_participant=3)
     tokens = []
     for pid in ("alice", "bob"):
