@@ -140,20 +140,6 @@ def _number(value):
     return value if math.isfinite(value) else None
 
 
-def catch_table(frame: pd.DataFrame, threshold: float) -> pd.DataFrame:
-    """Per participant with catch trials: how many, how many right, the accuracy and
-    whether it reaches `threshold` (participants without catch trials are not listed)."""
-    catch = frame[(frame["condition"] == CATCH) & ~frame["is_practice"]]
-    if catch.empty:
-        return pd.DataFrame(columns=["participant", "catch_trials", "catch_correct", "catch_accuracy", "passed"])
-    acc = catch.groupby("participant")["is_correct"].agg(["sum", "count"]).reset_index()
-    out = pd.DataFrame({"participant": acc["participant"], "catch_trials": acc["count"].astype(int),
-                        "catch_correct": acc["sum"].astype(int)})
-    out["catch_accuracy"] = out["catch_correct"] / out["catch_trials"]
-    out["passed"] = out["catch_accuracy"] >= threshold
-    return out
-
-
 def participant_frame(study: Study, screening: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per participant: the pseudonym (the id used everywhere else), the external
     ids, status, consent, questionnaire and browser facts."""
@@ -211,7 +197,7 @@ def analyse(study: Study, include_partial: bool = False) -> tuple[dict, pd.DataF
     trials.loc[trials["is_practice"] | trials["answer"].isna(), "trial_excluded"] = ""
     answered_all["trial_excluded"] = trials.loc[answered_all.index, "trial_excluded"]
     valid = answered_all[(answered_all["trial_excluded"] == "") & ~answered_all["is_practice"]]
-    catch = catch_table(valid, config["catch_threshold"])
+    catch = statistics.catch_accuracy(valid, config["catch_threshold"])
     for r in catch.itertuples():
         if not r.passed:
             why[r.participant].append("catch")

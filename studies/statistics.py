@@ -52,6 +52,20 @@ def screening(frame: pd.DataFrame, threshold: float) -> pd.DataFrame:
     return out.reset_index()
 
 
+def catch_accuracy(frame: pd.DataFrame, threshold: float) -> pd.DataFrame:
+    """Per participant with catch trials: how many, how many right, the accuracy and
+    whether it reaches `threshold` (participants without catch trials are not listed)."""
+    catch = frame[(frame["condition"] == "catch") & ~frame["is_practice"]]
+    if catch.empty:
+        return pd.DataFrame(columns=["participant", "catch_trials", "catch_correct", "catch_accuracy", "passed"])
+    acc = catch.groupby("participant")["is_correct"].agg(["sum", "count"]).reset_index()
+    out = pd.DataFrame({"participant": acc["participant"], "catch_trials": acc["count"].astype(int),
+                        "catch_correct": acc["sum"].astype(int)})
+    out["catch_accuracy"] = out["catch_correct"] / out["catch_trials"]
+    out["passed"] = out["catch_accuracy"] >= threshold
+    return out
+
+
 def d_prime(hits: int, signal_trials: int, false_alarms: int, noise_trials: int) -> float:
     """Sensitivity index z(H) - z(F) with the log-linear correction (add 0.5 to each
     count and 1 to each total), so perfect or empty cells stay finite."""

@@ -190,3 +190,17 @@ def test_naturalness_analysis_ranks_methods_and_normalises_preference():
 def test_rates_by_handles_empty_frames():
     assert statistics.rates_by(pd.DataFrame({"x": []}), "x", []) == []
     assert statistics.finite(np.float64("nan")) is None
+
+
+def test_catch_accuracy_per_participant_against_the_threshold():
+    from studies.statistics import catch_accuracy
+    frame = pd.DataFrame({
+        "participant": ["A"] * 5 + ["B"] * 5 + ["C"] * 2,
+        "condition": ["catch"] * 4 + ["smart"] + ["catch"] * 4 + ["smart"] + ["smart", "catch"],
+        "is_practice": [False] * 11 + [True],
+        "is_correct": [True, True, True, False, False, True, False, False, True, True, True, False]})
+    out = catch_accuracy(frame, 0.75).set_index("participant")
+    assert out.loc["A"].tolist() == [4, 3, 0.75, True]  # 3 of 4 meets 0.75
+    assert out.loc["B"].tolist() == [4, 2, 0.5, False]
+    assert "C" not in out.index  # only a practice catch trial: not judged
+    assert catch_accuracy(frame[frame["condition"] != "catch"], 0.8).empty
