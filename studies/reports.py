@@ -14,7 +14,8 @@ Who and what is analysed (every exclusion is counted, by reason, under `exclusio
   the server's playback plan, else the player's own figure), or when the server
   flagged the answer 'early' (sent before the playback could have ended). A log without
   the figures a rule needs cannot break that rule.
-Catch trials decide the catch rule and are never part of a protocol's statistics.
+Catch trials decide the catch rule (only those the trial rules keep: a participant left
+with none is not judged by it) and are never part of a protocol's statistics.
 
 Exports name participants by their pseudonym (the PROLIFIC_PID only in participants.csv)
 and escape every text cell a spreadsheet would run as a formula.
