@@ -15,22 +15,29 @@ pytestmark = pytest.mark.browser
 QUESTIONS = [{"name": "age_band", "label": "Age", "choices": ["18-29", "30-49", "50+"]}]
 
 
+def consent_and_answer(page, bot, query: str, check_required: bool = False):
+    """Open the study, agree, answer the questionnaire (first trying without an answer
+    when `check_required`) and wait for the instructions."""
+    bot.open("deceitfulness", query)
+    bot.wait_screen("consent")
+    page.get_by_label("I have read the text above and agree to take part.").check()
+    page.get_by_role("button", name="Start").click()
+    bot.wait_screen("questionnaire")
+    if check_required:
+        page.locator("#questionnaire-submit").click()
+        assert page.locator("#questionnaire-error").is_visible() and Participant.objects.count() == 0
+        save_screenshot(page, "questionnaire")
+    page.get_by_label("30-49").check()
+    page.locator("#questionnaire-submit").click()
+    bot.wait_screen("instructions")
+
+
 def test_questionnaire_pid_rule_outcome_code_withdrawal_and_decline(page, live_server):
     study_with_samples("deceitfulness", num_clips=6, trials_per_participant=1, practice_trials=0,
                        playback_seconds=0.5, questionnaire=QUESTIONS, debrief_text="The motions were altered.",
                        completion_codes={"completed": "DONE01", "no_consent": "NOC04"})
     bot = StudyBot(page, live_server.url)
-    bot.open("deceitfulness", "?PROLIFIC_PID=pid-a&SESSION_ID=s1")
-    bot.wait_screen("consent")
-    page.get_by_label("I have read the text above and agree to take part.").check()
-    page.get_by_role("button", name="Start").click()
-    bot.wait_screen("questionnaire")
-    page.locator("#questionnaire-submit").click()
-    assert page.locator("#questionnaire-error").is_visible() and Participant.objects.count() == 0
-    page.get_by_label("30-49").check()
-    save_screenshot(page, "questionnaire")
-    page.locator("#questionnaire-submit").click()
-    bot.wait_screen("instructions")
+    consent_and_answer(page, bot, "?PROLIFIC_PID=pid-a&SESSION_ID=s1", check_required=True)
     first = Participant.objects.get()
     assert first.questionnaire == {"age_band": "30-49"} and first.consent_version
 
@@ -39,14 +46,7 @@ def test_questionnaire_pid_rule_outcome_code_withdrawal_and_decline(page, live_s
     bot.wait_screen("consent")
     assert page.evaluate("localStorage.getItem('smart-study:deceitfulness')") is None
     # The first person again, same Prolific session: consent resumes their participation.
-    bot.open("deceitfulness", "?PROLIFIC_PID=pid-a&SESSION_ID=s1")
-    bot.wait_screen("consent")
-    page.get_by_label("I have read the text above and agree to take part.").check()
-    page.get_by_role("button", name="Start").click()
-    bot.wait_screen("questionnaire")
-    page.get_by_label("30-49").check()
-    page.locator("#questionnaire-submit").click()
-    bot.wait_screen("instructions")
+    consent_and_answer(page, bot, "?PROLIFIC_PID=pid-a&SESSION_ID=s1")
     assert Participant.objects.count() == 1
     assert '"pid":"pid-a"' in page.evaluate("localStorage.getItem('smart-study:deceitfulness')")
 
