@@ -146,3 +146,29 @@ def test_exports_carry_pseudonyms_and_escape_formula_cells(tmp_path):
     frame = spreadsheet_safe(pd.DataFrame({"x": [-1.5, 2.0], "s": ["-1", "ok"]}))
     assert frame["x"].tolist() == [-1.5, 2.0] and frame["s"].tolist() == ["'-1", "ok"]
     assert trials_csv(pd.DataFrame({"a": ["=1"]})).decode("utf-8-sig").splitlines()[1] == "'=1"
+
+
+def test_api_bots_that_hide_the_page_or_drop_frames_lose_those_trials(client):
+    make_samples(num_clips=8)
+    make_study("indistinguishability", trials_per_participant=6, practice_trials=0)
+    hidden = 0
+    for i in range(3):
+        token = client.post("/api/studies/indistinguishability/participations/",
+                            {"consent": True, "PROLIFIC_PID": f"bot{i}", "SESSION_ID": f"s{i}"},
+                            content_type="application/json").json()["token"]
+        k = 0
+        while not (n := client.get(f"/api/participations/{token}/next/").json())["done"]:
+            log = {**GOOD_LOG, "page_hidden": k == 0, "late_frames": 90 if k == 1 else 0}
+            hidden += k == 0
+            body = {"trial": n["trial"]["trial"], "answer": "unchanged", "response_time_ms": 700, "playback": log}
+            assert client.post(f"/api/participations/{token}/answers/", body,
+                               content_type="application/json").status_code == 201
+            k += 1
+        assert client.post(f"/api/participations/{token}/complete/").status_code == 200
+    report = build_report(Participant.objects.first().study)
+    trials = report["exclusions"]["trials"]
+    # every bot said 'unchanged' to everything: sensitivity passes, so all three are analysed
+    assert report["exclusions"]["participants"]["analysed"] == 3 and trials["total"] == 18
+    assert trials["by_reason"]["page_hidden"] == hidden == 3 and trials["by_reason"]["late_frames"] == 3
+    # answers sent at once after serving may also be flagged 'early' by the server
+    assert trials["analysed"] == 18 - trials["excluded"] and trials["excluded"] >= 6

@@ -10,7 +10,7 @@ from django.core.management import CommandError, call_command
 
 from attacks.models import AdversarialSample
 from studies import assignment
-from studies.models import MotionHandle, Study
+from studies.models import MotionHandle, Study, Trial
 from studies.payloads import decode_motion
 from studies.protocols import get_protocol
 from studies.protocols.base import BROKEN, CATCH, ConfigurationError
@@ -223,3 +223,24 @@ def test_create_study_takes_catch_share_and_clip_repeats(capsys):
     assert p.trials.filter(condition=CATCH).count() == 2 and p.trials.count() == 7  # 8 items, 6 off practice's clip
     with pytest.raises(CommandError, match="catch_share must lie in"):
         call_command("create_study", "deceitfulness", "--name", "bad", "--catch-share", "1.5")
+
+
+def test_api_bots_never_meet_a_clip_twice_and_see_every_catch_trial(client):
+    make_samples(num_clips=10, methods=("smart", "l2", "l2-acc"))
+    make_study("deceitfulness", trials_per_participant=6, practice_trials=1, methods=["smart", "l2", "l2-acc"],
+               catch_share=0.5)
+    for i in range(10):
+        r = client.post("/api/studies/deceitfulness/participations/",
+                        {"consent": True, "PROLIFIC_PID": f"bot{i}", "SESSION_ID": f"s{i}"}, content_type=JSON)
+        assert r.status_code == 201, r.content
+        token, clips, catch = r.json()["token"], [], 0
+        while not (n := client.get(f"/api/participations/{token}/next/").json())["done"]:
+            t = n["trial"]
+            trial = Trial.objects.select_related("left__sample").get(key=t["trial"])
+            clips.append(trial.left.sample.clip_id)
+            catch += trial.condition == CATCH
+            body = {"trial": t["trial"], "answer": t["options"][0]["value"], "response_time_ms": 800,
+                    "playback": {"measured_duration_ms": 6000.0, "frames_drawn": 180, "late_frames": 0,
+                                 "page_hidden": False}}
+            assert client.post(f"/api/participations/{token}/answers/", body, content_type=JSON).status_code == 201
+        assert len(clips) == len(set(clips)) == 10 and catch == 3
