@@ -277,6 +277,27 @@ def touch(participant: Participant):
     participant.last_seen_at = now
 
 
+def mark_served(trial: Trial, plan: dict):
+    """Remember when a trial first reached the browser and the playback schedule it was
+    sent with (one write per trial: later fetches, e.g. after a reload, keep the first)."""
+    if trial.served_at is not None:
+        return
+    now = timezone.now()
+    if Trial.objects.filter(pk=trial.pk, served_at__isnull=True).update(served_at=now, playback_plan=plan):
+        trial.served_at, trial.playback_plan = now, plan
+
+
+def answer_flags(trial: Trial, now=None) -> list[str]:
+    """Server-side findings about an answer arriving now. 'early': sooner after the trial
+    was first served than its playback lasts, which no browser that played it can do
+    (the server clock, not the page's log, so a script cannot talk its way out)."""
+    now = now or timezone.now()
+    total = (trial.playback_plan or {}).get("total_seconds")
+    if trial.served_at is None or total is None:
+        return []
+    return ["early"] if (now - trial.served_at).total_seconds() < total else []
+
+
 def store_answer(participant: Participant, trial: Trial, answer: str, response_time_ms: int,
                  playback: dict) -> tuple[Response, bool]:
     """Save the answer once; a repeat returns the stored one. Returns (response, created)."""
@@ -285,7 +306,7 @@ def store_answer(participant: Participant, trial: Trial, answer: str, response_t
         with transaction.atomic():
             response = Response.objects.create(trial=trial, participant=participant, answer=answer,
                                                is_correct=is_correct, response_time_ms=response_time_ms,
-                                               playback=playback)
+                                               playback=playback, flags=answer_flags(trial))
             return response, True
     except IntegrityError:
         return Response.objects.get(trial=trial), False
@@ -406,13 +427,22 @@ def advance_series(sp: SeriesParticipant, browser: dict | None = None, screen: d
             if current is None:
                 if not study.takes_answers:
                     raise SeriesError(f"The next part of this series (“{study.name}”) is not running.")
-                return start_participation(
-                    study, prolific_pid=sp.prolific_pid, prolific_study_id=sp.prolific_study_id,
-                    prolific_session_id=sp.prolific_session_id, is_test=sp.is_test, series_participant=sp,
-                    browser=browser if browser is not None else (earlier.browser if earlier else {}),
-                    screen=screen if screen is not None else (earlier.screen if earlier else {}),
-                    questionnaire=questionnaire if questionnaire is not None else
-                    (earlier.questionnaire if earlier else {}))[0]
+                try:
+                    return _start_part(study, sp, earlier, browser, screen, questionnaire)
+                except ParticipationConflict as e:  # e.g. the PID took that study outside the series
+                    raise SeriesError(str(e)) from e
         SeriesParticipant.objects.filter(pk=sp.pk).update(status=SeriesParticipant.COMPLETED,
                                                          completed_at=timezone.now())
         return None
+
+
+def _start_part(study: Study, sp: SeriesParticipant, earlier: Participant | None, browser, screen,
+                questionnaire) -> Participant:
+    """The series participant's participation in `study`, with the facts and answers
+    given at the series' start (taken from an earlier part when not given again)."""
+    return start_participation(
+        study, prolific_pid=sp.prolific_pid, prolific_study_id=sp.prolific_study_id,
+        prolific_session_id=sp.prolific_session_id, is_test=sp.is_test, series_participant=sp,
+        browser=browser if browser is not None else (earlier.browser if earlier else {}),
+        screen=screen if screen is not None else (earlier.screen if earlier else {}),
+        questionnaire=questionnaire if questionnaire is not None else (earlier.questionnaire if earlier else {}))[0]

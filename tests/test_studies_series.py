@@ -138,3 +138,13 @@ def test_series_pages(client, series):
     assert public["parts"] == 3 and public["consent_version"] == "series-v1"
     study_page = client.get("/study/part-b/").content.decode()
     assert "in this series" in study_page
+
+
+def test_a_study_taken_outside_the_series_stops_it_with_a_message(client, series):
+    start(client, "part-b", PROLIFIC_PID="pid-5", SESSION_ID="s5")  # part B on its own first
+    state = start(client, "paper-trio", url=SERIES_URL, PROLIFIC_PID="pid-5", SESSION_ID="s5").json()
+    token = state["next"]["token"]
+    answer_all(client, token)
+    r = complete(client, token)
+    assert r.status_code == 409 and "outside this series" in r.json()["detail"]
+    assert Participant.objects.get(token=token).status == Participant.COMPLETED  # part A's answers kept
