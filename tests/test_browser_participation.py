@@ -73,3 +73,40 @@ def test_questionnaire_pid_rule_outcome_code_withdrawal_and_decline(page, live_s
     save_screenshot(page, "declined")
     assert Participant.objects.count() == 0
     assert not page.console_errors, page.console_errors
+
+
+def test_series_one_consent_then_each_study_page_then_the_series_code(page, live_server):
+    from django.core.management import call_command
+
+    from tests.factories import make_study
+    study_with_samples("deceitfulness", slug="part-a", num_clips=6, trials_per_participant=1, practice_trials=0,
+                       playback_seconds=0.5)
+    make_study("naturalness", slug="part-b", trials_per_participant=1, practice_trials=0, playback_seconds=0.5)
+    call_command("create_series", "Two parts", "--studies", "part-a,part-b", "--completion-code", "SER1ES")
+    bot = StudyBot(page, live_server.url)
+    page.goto(f"{live_server.url}/series/two-parts/?PROLIFIC_PID=pid-s&SESSION_ID=ss")
+    bot.wait_screen("consent")
+    page.get_by_label("I have read the text above and agree to take part.").check()
+    page.get_by_role("button", name="Start").click()
+    page.wait_for_url("**/study/part-a/?PROLIFIC_PID=pid-s&SESSION_ID=ss")
+    bot.wait_screen("instructions")  # no second consent: the series' one holds
+    bot.begin()
+    bot.play()
+    bot.answer(0)
+    bot.wait_screen("next-part")
+    assert "Part 1 of 2 is done" in page.locator("#next-part-text").text_content()
+    page.get_by_role("button", name="Continue with the next part").click()
+    page.wait_for_url("**/study/part-b/?PROLIFIC_PID=pid-s&SESSION_ID=ss")
+    bot.wait_screen("instructions")
+    bot.begin()
+    bot.play()
+    bot.answer(0)
+    bot.wait_screen("complete")
+    assert page.locator("#completion-code").text_content() == "SER1ES"
+    parts = Participant.objects.filter(series_participant__isnull=False).order_by("study__slug")
+    assert [(p.study.slug, p.status) for p in parts] == [("part-a", "completed"), ("part-b", "completed")]
+    # Back on the series link later: the series has ended, its code is shown again.
+    page.goto(f"{live_server.url}/series/two-parts/?PROLIFIC_PID=pid-s&SESSION_ID=ss")
+    bot.wait_screen("ended")
+    assert page.locator("#completion-code").text_content() == "SER1ES"
+    assert not page.console_errors, page.console_errors
