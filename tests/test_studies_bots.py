@@ -55,9 +55,12 @@ def run_bot(client, kind, i, rng, other_trial_keys, sent):
         elif behaviour == 4:  # malformed JSON and an invalid choice
             assert client.post(f"{base}/answers/", '{"trial": ', content_type=JSON).status_code == 400
             assert post(client, f"{base}/answers/", {**body, "answer": "both"}).status_code == 400
-        elif behaviour == 5:  # leave and come back through the study link (same PROLIFIC_PID)
-            again = post(client, f"/api/studies/{kind}/participations/", {"consent": True, "PROLIFIC_PID": pid})
+        elif behaviour == 5:  # leave and come back through the study link: the same Prolific session resumes,
+            # the PROLIFIC_PID alone does not (anyone may know it)
+            start = f"/api/studies/{kind}/participations/"
+            again = post(client, start, {"consent": True, "PROLIFIC_PID": pid, "SESSION_ID": f"x{i}"})
             assert again.status_code == 200 and again.json()["token"] == token
+            assert post(client, start, {"consent": True, "PROLIFIC_PID": pid}).status_code == 409
         r = post(client, f"{base}/answers/", body)
         assert r.status_code == 201, r.content
         sent[t["trial"]] = (value, body["response_time_ms"])
