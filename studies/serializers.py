@@ -74,6 +74,16 @@ class PlaybackLogSerializer(serializers.Serializer):
     seconds = serializers.FloatField(min_value=0, required=False)
     repeats = serializers.IntegerField(min_value=1, required=False)
     slow_motion = serializers.FloatField(min_value=1, required=False)
+    # The natural-speed schedule as played (studies.playback): the motion's own rate, the
+    # rate on screen (fps / slow motion), whole showings of the clip and the still pause
+    # between them, and when each showing began (ms after the first frame).
+    motion_fps = serializers.FloatField(min_value=0, required=False)
+    effective_fps = serializers.FloatField(min_value=0, required=False)
+    clip_seconds = serializers.FloatField(min_value=0, required=False)
+    showings = serializers.IntegerField(min_value=1, required=False)
+    pause_seconds = serializers.FloatField(min_value=0, required=False)
+    showing_starts_ms = serializers.ListField(child=serializers.FloatField(min_value=0), max_length=1000,
+                                              required=False)
 
 
 class AnswerSerializer(serializers.Serializer):
@@ -111,9 +121,11 @@ class TrialSerializer(serializers.Serializer):
     is_practice = serializers.BooleanField()
     prompt = serializers.CharField()
     options = OptionSerializer(many=True)
+    options_after_playback = serializers.BooleanField(help_text="Show the options only once playback has ended")
     motions = MotionRefSerializer(many=True)
     skeleton = serializers.DictField()
-    playback = serializers.DictField()
+    playback = serializers.DictField(help_text="Schedule: fps, frames, clip_seconds, showings, pause_seconds, "
+                                               "slow_motion, total_seconds")
 
 
 class NextTrialSerializer(serializers.Serializer):

@@ -23,7 +23,7 @@ from rest_framework.views import APIView
 
 from attacks.models import AdversarialSample, Dataset
 
-from . import assignment, permissions
+from . import assignment, permissions, playback
 from .throttling import ThrottledEarly
 from .models import MotionHandle, Participant, SeriesParticipant, Study, StudySeries, Trial
 from .participation_config import COMPLETED, SCREENED_OUT, consent_version, outcome_exit
@@ -163,7 +163,9 @@ class NextTrial(ParticipantView):
             return ApiResponse({"done": True, "complete_url": reverse("studies:complete", args=[token])})
         embed = request.query_params.get("embed", "1") != "0"
         total = self.participant.trials.count()
-        return ApiResponse({"done": False, "trial": trial_payload(trial, self.study, total, embed)})
+        payload = trial_payload(trial, self.study, total, embed)
+        assignment.mark_served(trial, payload["playback"])
+        return ApiResponse({"done": False, "trial": payload})
 
 
 class SubmitAnswer(ParticipantView):
@@ -270,25 +272,31 @@ def _skeleton_facts(dataset_id: int) -> dict:
 
 
 def playback_settings(config: dict) -> dict:
+    """The study-wide settings (the per-trial schedule comes from `studies.playback.plan`)."""
     return {"seconds": config["playback_seconds"], "repeats": config["repeats"],
-            "slow_motion": config["slow_motion"]}
+            "slow_motion": config["slow_motion"], "pause_seconds": config["repeat_pause_seconds"]}
 
 
 def trial_payload(trial: Trial, study: Study, total: int, embed: bool) -> dict:
     motions = []
+    shapes = []
     for side, handle in (("left", trial.left), ("right", trial.right)):
         if handle is None:
             continue
         ref = {"side": side, "key": handle.key, "url": reverse("studies:motion", args=[handle.key])}
+        motion = json.loads(motion_json(handle.key))
+        shapes.append((motion["shape"][1], motion["fps"]))
         if embed:
-            ref["motion"] = json.loads(motion_json(handle.key))
+            ref["motion"] = motion
         motions.append(ref)
     dataset_id = _dataset_of_sample(trial.left.sample_id)
+    protocol = study.protocol
     return {"trial": trial.key, "position": trial.position, "total": total, "is_practice": trial.is_practice,
-            "prompt": study.protocol.PROMPT,
+            "prompt": protocol.PROMPT,
             "options": [{"value": o["value"], "text": o["text"]} for o in trial.options],
+            "options_after_playback": getattr(protocol, "OPTIONS_AFTER_PLAYBACK", False),
             "motions": motions, "skeleton": _skeleton_facts(dataset_id),
-            "playback": playback_settings(study.config)}
+            "playback": playback.plan(shapes, study.config)}
 
 
 def participation_state(participant: Participant) -> dict:

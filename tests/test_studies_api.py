@@ -18,7 +18,8 @@ FORBIDDEN_WORDS = ("attack", "adversarial", "smart", "l2", "iaa", "ciasa", "trut
                    "sample", "method", "variant", "design", "condition", "perceiv", "sensitiv")
 OPAQUE_FIELDS = {"data", "trial", "key", "url", "token", "next_url", "complete_url", "start_url"}
 NUMERIC_FIELDS = {"position", "total", "num_joints", "bones", "shape", "fps", "offset", "scale", "answered",
-                  "remaining", "seconds", "repeats", "slow_motion", "trials", "practice_trials"}
+                  "remaining", "seconds", "repeats", "slow_motion", "trials", "practice_trials", "frames",
+                  "effective_fps", "clip_seconds", "showings", "pause_seconds", "total_seconds"}
 
 
 @pytest.fixture
@@ -84,7 +85,11 @@ def test_next_trial_carries_motions_bones_and_playback(client, world):
     assert [m["side"] for m in t["motions"]] == ["left", "right"]
     assert t["motions"][0]["motion"]["shape"] == [1, 30, 25, 3]
     assert len(t["skeleton"]["bones"]) == 24 and t["skeleton"]["num_joints"] == 25
-    assert t["playback"] == {"seconds": 6.0, "repeats": 2, "slow_motion": 3}
+    # Natural speed: the 30-frame, 30 fps clip (0.97 s) repeats 9 times for the 12 s budget
+    # (6 s x 2 repeats) with 0.5 s pauses, each showing 3x slower (studies.playback).
+    assert t["playback"]["fps"] == [30.0, 30.0] and t["playback"]["showings"] == 9
+    assert t["playback"]["total_seconds"] == pytest.approx(9 * 3 * 29 / 30 + 8 * 0.5)
+    assert t["options_after_playback"] is False
     lean = next_trial(client, token, embed="0").json()["trial"]
     assert "motion" not in lean["motions"][0] and lean["trial"] == t["trial"]
 

@@ -226,7 +226,7 @@ function presentTrial(trial, motions) {
   }));
   labels.dataset.views = String(motions.length);
 
-  buildOptions(trial.options);
+  buildOptions(trial.options, trial.options_after_playback);
   if (!state.player) {
     state.player = new SkeletonPlayer($('player'), { bones: trial.skeleton.bones, views: motions.length,
                                                    up: trial.skeleton.up || 'y' });
@@ -237,7 +237,7 @@ function presentTrial(trial, motions) {
   readyToPlay('Press Play (or the space bar) to watch.');
 }
 
-function buildOptions(options) {
+function buildOptions(options, hideUntilPlayed = false) {
   const box = $('options');
   const buttons = options.map((option, i) => {
     const button = document.createElement('button');
@@ -255,6 +255,10 @@ function buildOptions(options) {
     return button;
   });
   box.replaceChildren(...buttons);
+  // Deceitfulness shows its two labels only after the motion (the paper's order), so
+  // they cannot steer what the participant looks for while watching.
+  box.hidden = Boolean(hideUntilPlayed);
+  $('key-hint').hidden = Boolean(hideUntilPlayed);
   const sides = options.some((o) => o.value === 'left') && options.some((o) => o.value === 'right');
   $('key-hint').textContent = `Keys: ${options.map((o, i) => `${i + 1} = ${o.text}`).join(', ')}`
     + (sides ? ' (or ← / → for left / right)' : '') + '.';
@@ -280,13 +284,14 @@ async function startPlayback() {
   play.disabled = true;
   setOptionsEnabled(false);
   setTrialState('playing');
-  const p = state.trial.playback;
-  const seconds = p.seconds * p.slow_motion * p.repeats;
-  status(`Playing (${formatSeconds(seconds)})…`);
+  const plan = state.trial.playback;
+  status(`Playing (${formatSeconds(Math.round(plan.total_seconds * 10) / 10)})…`);
   try {
-    const log = await state.player.play({ seconds: p.seconds, repeats: p.repeats, slowMotion: p.slow_motion });
+    const log = await state.player.play(plan);
     state.log = { ...log, page_hidden: state.pageHidden, replays: state.interruptions };
     play.hidden = true;
+    $('options').hidden = false;
+    $('key-hint').hidden = false;
     setOptionsEnabled(true);
     setTrialState('answering');
     state.answerUnlockedAt = performance.now();

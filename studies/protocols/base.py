@@ -88,6 +88,7 @@ COMMON_DEFAULTS = {
     "playback_seconds": 6.0,
     "repeats": 1,
     "slow_motion": 1,
+    "repeat_pause_seconds": 0.5,
     "screening_threshold": 0.8,
     "datasets": [],
     "recognizers": [],
@@ -116,7 +117,7 @@ COMMON_DEFAULTS = {
 
 _TYPES = {
     "trials_per_participant": int, "practice_trials": int, "playback_seconds": (int, float),
-    "repeats": int, "slow_motion": int, "screening_threshold": (int, float), "datasets": list,
+    "repeats": int, "slow_motion": int, "repeat_pause_seconds": (int, float), "screening_threshold": (int, float), "datasets": list,
     "recognizers": list, "strategies": list, "methods": list, "only_successful": bool,
     "target_participants": int, "consent_text": str, "instructions": str, "completion_code": str,
     "redirect_url": str, "abandon_after_minutes": (int, float), "seed": int, "sensitivity_share": (int, float),
@@ -143,6 +144,8 @@ def validate_common(config: dict, defaults: dict) -> dict:
         raise ConfigurationError("practice_trials cannot be negative")
     if out["playback_seconds"] <= 0:
         raise ConfigurationError("playback_seconds must be positive")
+    if not 0 <= out["repeat_pause_seconds"] <= 10:
+        raise ConfigurationError("repeat_pause_seconds must lie in [0, 10]")
     if out["repeats"] < 1:
         raise ConfigurationError("repeats must be at least 1")
     if out["slow_motion"] not in (1, 3):

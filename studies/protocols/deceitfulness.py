@@ -24,6 +24,8 @@ KIND = "deceitfulness"
 TITLE = "Deceitfulness"
 DEFAULTS = {**COMMON_DEFAULTS, "trials_per_participant": 100, "methods": ["smart"]}
 PROMPT = "Which label best describes the motion?"
+# The paper shows the two labels after the motion, so they cannot steer what is watched.
+OPTIONS_AFTER_PLAYBACK = True
 RECORDS = {"answer": "value of the chosen label option ('1' or '2', in display order)"}
 
 
