@@ -117,7 +117,7 @@ class Study(models.Model):
         if self.status == self.CLOSED:
             return
         if not now and self.status != self.DRAFT:
-            self.status = self.CLOSING
+            self.status = self.CLOSING  # finish_closing below closes it if nobody is active
             self.save(update_fields=["status"])
             release_abandoned(self)  # the timed-out ones must not keep it closing; may close it
             self.refresh_from_db(fields=["status", "closed_at"])
@@ -129,9 +129,10 @@ class Study(models.Model):
 
     def finish_closing(self) -> bool:
         """A closing study whose last active participant has finished (or timed out) is
-        closed. Called after every completion, release and withdrawal; returns whether
-        it closed now."""
-        if self.status != self.CLOSING or self.participants.filter(status=Participant.ACTIVE).exists():
+        closed (a researcher's test participation left open does not hold it). Called
+        after every completion, release and withdrawal; returns whether it closed now."""
+        if self.status != self.CLOSING or \
+                self.participants.filter(status=Participant.ACTIVE, is_test=False).exists():
             return False
         closed = Study.objects.filter(pk=self.pk, status=self.CLOSING).update(status=self.CLOSED,
                                                                               closed_at=timezone.now())

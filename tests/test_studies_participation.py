@@ -212,8 +212,9 @@ def test_closing_ends_when_the_last_active_one_times_out_or_on_close_now(client,
     other.close(now=True)
     assert Study.objects.get(pk=other.pk).status == Study.CLOSED
     empty = make_study("comparison", trials_per_participant=2, practice_trials=0)
+    assignment.start_participation(empty, is_test=True)
     empty.close()
-    assert empty.status == Study.CLOSED  # nobody active: closed at once
+    assert empty.status == Study.CLOSED  # nobody active but a researcher's test run: closed at once
 
 
 def test_admin_close_actions(staff_client, world):
