@@ -148,3 +148,11 @@ def test_a_study_taken_outside_the_series_stops_it_with_a_message(client, series
     r = complete(client, token)
     assert r.status_code == 409 and "outside this series" in r.json()["detail"]
     assert Participant.objects.get(token=token).status == Participant.COMPLETED  # part A's answers kept
+
+
+def test_series_admin_lists_the_studies_in_order_and_its_participants(admin_client, series):
+    start(admin_client, "paper-trio", url=SERIES_URL, PROLIFIC_PID="pid-1")
+    listing = admin_client.get("/admin/studies/studyseries/").content.decode()
+    assert "part-a → part-b → part-c" in listing and "1 active" in listing and "test run" in listing
+    assert admin_client.get(f"/admin/studies/studyseries/{series.pk}/change/").status_code == 200
+    assert "pid-1" in admin_client.get("/admin/studies/seriesparticipant/").content.decode()
