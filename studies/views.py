@@ -90,14 +90,18 @@ class StartParticipation(ThrottledEarly, APIView):
 
     def initial(self, request, *args, **kwargs):
         self.check_throttles(request)
-        self.study = Study.objects.filter(slug=kwargs["slug"]).first()
+        self.is_test = isinstance(request.data, dict) and request.data.get("test") is True
+        self.load(kwargs["slug"])
+        super().initial(request, *args, **kwargs)
+
+    def load(self, slug):
+        self.study = Study.objects.filter(slug=slug).first()
         if self.study is None:
             raise NotFound("No such study.")
-        self.is_test = isinstance(request.data, dict) and request.data.get("test") is True
         # Before StudyHasRoom counts: participants past the timeout must not keep a full
         # study closed to newcomers (nothing else would ever release them).
         assignment.release_abandoned(self.study)
-        super().initial(request, *args, **kwargs)
+        self.owner_config = self.study.config
 
     @extend_schema(request=StartParticipationSerializer,
                    responses={201: ParticipationSerializer, 200: ParticipationSerializer,
@@ -106,8 +110,8 @@ class StartParticipation(ThrottledEarly, APIView):
                    summary="Give consent and start (or resume, with the same SESSION_ID or resume token) a "
                            "participation")
     def post(self, request, slug):
-        config = self.study.config
-        data = StartParticipationSerializer(data=request.data, context={"questionnaire": config["questionnaire"]})
+        data = StartParticipationSerializer(data=request.data,
+                                            context={"questionnaire": self.owner_config["questionnaire"]})
         data.is_valid(raise_exception=True)
         v = data.validated_data
         ids = {"prolific_pid": v["PROLIFIC_PID"], "prolific_study_id": v["STUDY_ID"],
@@ -115,25 +119,30 @@ class StartParticipation(ThrottledEarly, APIView):
         if self.is_test:  # a preview never takes (or resumes) a real participant's external ids
             ids = {k: "" for k in ids}
         try:
-            existing = assignment.existing_participation(self.study.participants, ids["prolific_pid"],
-                                                         ids["prolific_session_id"], v["resume_token"])
-            if existing is None:
-                self.check_newcomer()
-                data.require_answers()
-            participant, created = existing, False
-            if existing is None:
-                participant, created = assignment.start_participation(
-                    self.study, **ids, browser=v["browser"], screen=v["screen"], resume_token=v["resume_token"],
-                    is_test=self.is_test, questionnaire=v["questionnaire"])
-        except assignment.ParticipationConflict as e:
+            body, created = self.resume_or_start(data, ids)
+        except (assignment.ParticipationConflict, assignment.SeriesError) as e:
             return ApiResponse({"detail": str(e)}, status=status.HTTP_409_CONFLICT)
-        return ApiResponse(participation_state(participant),
-                           status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+        return ApiResponse(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
-    def check_newcomer(self):
+    def resume_or_start(self, data, ids) -> tuple[dict, bool]:
+        v = data.validated_data
+        existing = assignment.existing_participation(self.study.participants, ids["prolific_pid"],
+                                                     ids["prolific_session_id"], v["resume_token"])
+        if existing is not None:
+            return participation_state(existing), False
+        self.check_newcomer(data)
+        participant, created = assignment.start_participation(
+            self.study, **ids, browser=v["browser"], screen=v["screen"], resume_token=v["resume_token"],
+            is_test=self.is_test, questionnaire=v["questionnaire"])
+        return participation_state(participant), created
+
+    def check_newcomer(self, data):
+        """A newcomer's start: the study takes newcomers, has room, and every required
+        question is answered (a returning participant is not asked again)."""
         for permission in self.newcomer_permissions:
             if not permission().has_permission(self.request, self):
                 self.permission_denied(self.request, message=permission.message)
+        data.require_answers()
 
 
 class ParticipationDetail(ParticipantView):
@@ -356,49 +365,38 @@ class SeriesDetail(ThrottledEarly, APIView):
 
 class StartSeries(StartParticipation):
     """One consent for every study of a series; the first study's participation is
-    created at once (its token is in `next`)."""
+    created at once (its token is in `next`). Newcomers need the first study to take
+    newcomers and have room."""
 
     permission_classes = [permissions.StaffOnlyTest]
 
-    def initial(self, request, *args, **kwargs):
-        self.check_throttles(request)
-        self.series = StudySeries.objects.filter(slug=kwargs["slug"]).first()
+    def load(self, slug):
+        self.series = StudySeries.objects.filter(slug=slug).first()
         if self.series is None:
             raise NotFound("No such series.")
-        self.is_test = isinstance(request.data, dict) and request.data.get("test") is True
-        APIView.initial(self, request, *args, **kwargs)
+        self.owner_config = self.series.config
 
     @extend_schema(request=StartParticipationSerializer,
                    responses={201: SeriesParticipationSerializer, 200: SeriesParticipationSerializer,
                               409: OpenApiResponse(description="PROLIFIC_PID taken, or a study is not running")},
                    summary="Give consent once and start (or resume) a series")
     def post(self, request, slug):
-        config = self.series.config
-        data = StartParticipationSerializer(data=request.data, context={"questionnaire": config["questionnaire"]})
-        data.is_valid(raise_exception=True)
+        return super().post(request, slug)
+
+    def resume_or_start(self, data, ids) -> tuple[dict, bool]:
         v = data.validated_data
-        ids = {"prolific_pid": v["PROLIFIC_PID"], "prolific_study_id": v["STUDY_ID"],
-               "prolific_session_id": v["SESSION_ID"]}
-        if self.is_test:
-            ids = {k: "" for k in ids}
-        try:
-            existing = assignment.existing_participation(self.series.participants, ids["prolific_pid"],
-                                                         ids["prolific_session_id"], v["resume_token"])
-            if existing is None:
-                self.study = self.series.ordered_studies()[0] if self.series.entries.exists() else None
-                if self.study is None:
-                    raise NotFound("This series has no studies.")
-                self.check_newcomer()
-                data.require_answers()
-                existing, created = assignment.start_series(
-                    self.series, **ids, browser=v["browser"], screen=v["screen"], is_test=self.is_test,
-                    questionnaire=v["questionnaire"])
-            else:
-                created = False
-            body = series_state(existing)
-        except (assignment.ParticipationConflict, assignment.SeriesError) as e:
-            return ApiResponse({"detail": str(e)}, status=status.HTTP_409_CONFLICT)
-        return ApiResponse(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+        existing = assignment.existing_participation(self.series.participants, ids["prolific_pid"],
+                                                     ids["prolific_session_id"], v["resume_token"])
+        if existing is not None:
+            return series_state(existing), False
+        studies = self.series.ordered_studies()
+        if not studies:
+            raise NotFound("This series has no studies.")
+        self.study = studies[0]
+        self.check_newcomer(data)
+        sp, created = assignment.start_series(self.series, **ids, browser=v["browser"], screen=v["screen"],
+                                              is_test=self.is_test, questionnaire=v["questionnaire"])
+        return series_state(sp), created
 
 
 def series_state(sp: SeriesParticipant) -> dict:
