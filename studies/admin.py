@@ -15,6 +15,7 @@ from django.utils.html import format_html, format_html_join
 from attacks.figures import stick_figure_strip
 
 from . import assignment, reports
+from .protocols.base import ConfigurationError
 from .models import (MotionHandle, Participant, Response, SeriesParticipant, SeriesStudy, Stimulus, Study,
                      StudySeries, Trial)
 
@@ -88,13 +89,20 @@ class StudyAdmin(admin.ModelAdmin):
 
     @admin.action(description="Open selected studies (build their stimulus pools)")
     def open_studies(self, request, queryset):
+        opened = []
         for study in queryset:
-            if assignment.build_pool(study) == 0:
-                self.message_user(request, f"{study.slug}: no samples match its filters; left closed",
-                                  messages.WARNING)
+            try:
+                if assignment.build_pool(study) == 0:
+                    self.message_user(request, f"{study.slug}: no samples match its filters; left closed",
+                                      messages.WARNING)
+                    continue
+                study.open()
+            except ConfigurationError as e:  # e.g. a pool too small for the trial count, with the numbers
+                self.message_user(request, f"{study.slug}: {e}; left as it was", messages.ERROR)
                 continue
-            study.open()
-        self.message_user(request, "Opened.")
+            opened.append(study.slug)
+        if opened:
+            self.message_user(request, f"Opened: {', '.join(opened)}.")
 
     @admin.action(description="Close selected studies (active participants may still finish)")
     def close_studies(self, request, queryset):

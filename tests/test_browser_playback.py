@@ -315,7 +315,8 @@ def test_study_page_carries_public_settings_and_local_three(client):
     assert config["trials"] == 4 and config["practice_trials"] == 1
     assert config["api"]["start"] == "/api/studies/indistinguishability/participations/"
     assert set(config) == {"slug", "kind", "trials", "practice_trials", "playback", "view_labels", "min_window",
-                           "api"}
+                           "api", "questionnaire", "test"}
+    assert config["test"] is False and config["questionnaire"] == []  # no staff test run, no questions set
     # three.js comes from the project's static files, never from a CDN.
     assert '"three": "/static/vendor/three/three.module.js"' in html
     assert not re.search(r'(src|href)="https?://', html)

@@ -227,6 +227,21 @@ def test_admin_close_actions(staff_client, world):
     assert Study.objects.get(pk=study.pk).status == Study.CLOSED
 
 
+def test_admin_open_action_reports_a_pool_too_small_and_leaves_the_study_a_draft(staff_client, world):
+    """6 clips cannot give 10 trials without repeating a clip: the admin says so with the
+    numbers (no server error) and the study stays a draft; a study that fits opens."""
+    small = make_study("deceitfulness", slug="too-many", status="draft", trials_per_participant=10,
+                       practice_trials=0)
+    fits = make_study("deceitfulness", slug="fits", status="draft", trials_per_participant=2, practice_trials=0)
+    url = reverse("admin:studies_study_changelist")
+    r = staff_client.post(url, {"action": "open_studies", "_selected_action": [small.pk, fits.pk]}, follow=True)
+    assert r.status_code == 200
+    text = " ".join(str(m) for m in r.context["messages"])
+    assert "too-many" in text and "6 distinct clips" in text and "10 trials" in text and "Opened: fits" in text
+    assert Study.objects.get(pk=small.pk).status == Study.DRAFT
+    assert Study.objects.get(pk=fits.pk).status == Study.OPEN
+
+
 # ------------------------------------------------------------------ test participations
 
 
