@@ -212,6 +212,9 @@ class Participant(models.Model):
     pseudonym = models.CharField(max_length=16, unique=True, default=new_pseudonym,
                                  help_text="Id carried by trial rows and analyses (the PROLIFIC_PID stays here)")
     is_test = models.BooleanField(default=False, help_text="Researcher preview / test run: kept out of every analysis")
+    is_simulated = models.BooleanField(default=False, help_text="Made by simulate_participants: reported only "
+                                                                "when asked (study_report --simulated), never "
+                                                                "beside real participants")
     series_participant = models.ForeignKey("SeriesParticipant", on_delete=models.CASCADE, null=True, blank=True,
                                            related_name="participations")
     consent_version = models.CharField(max_length=64, blank=True, help_text="Version of the consent text agreed to")

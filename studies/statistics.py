@@ -23,17 +23,27 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> dict:
     return {"n": int(n), "k": int(successes), "rate": successes / n, "low": float(low), "high": float(high)}
 
 
+def rate_row(frame: pd.DataFrame, flag: str) -> dict:
+    """The rate of boolean column `flag`: the pooled Wilson interval (`low`, `high`) and,
+    when the frame names its participants, the participant-aware intervals beside it
+    (`boot_*`, `gee_*`, `icc`, `design_effect`; see `studies.inference`)."""
+    if "participant" not in frame:
+        return wilson_interval(int(frame[flag].sum()), len(frame))
+    from .inference import participant_rate
+    return participant_rate(frame, flag)
+
+
 def rates_by(frame: pd.DataFrame, flag: str, groups: list[str]) -> list[dict]:
-    """Wilson-interval rate of boolean column `flag` for each combination of `groups`
-    (an empty list gives one overall row)."""
+    """`rate_row` of boolean column `flag` for each combination of `groups` (an empty
+    list gives one overall row)."""
     if frame.empty:
         return []
     if not groups:
-        return [{**wilson_interval(int(frame[flag].sum()), len(frame))}]
+        return [rate_row(frame, flag)]
     rows = []
     for key, part in frame.groupby(groups, sort=True):
         key = key if isinstance(key, tuple) else (key,)
-        rows.append({**dict(zip(groups, key)), **wilson_interval(int(part[flag].sum()), len(part))})
+        rows.append({**dict(zip(groups, key)), **rate_row(part, flag)})
     return rows
 
 
@@ -113,6 +123,7 @@ def bradley_terry(items: list[str], wins: list[tuple[str, str]], alpha: float = 
     k = len(items)
     if not data:
         return [{"method": m, "strength": 0.0, "low": math.nan, "high": math.nan, "se": math.nan,
+                 "preference": 0.5, "preference_low": math.nan, "preference_high": math.nan,
                  "comparisons": 0, "wins": 0} for m in items]
     theta = np.asarray(choix.opt_pairwise(k, data, alpha=alpha), dtype=float)
     theta -= theta.mean()
@@ -134,8 +145,13 @@ def bradley_terry(items: list[str], wins: list[tuple[str, str]], alpha: float = 
         counts[w] += 1
         counts[l] += 1
         won[w] += 1
+    # Strengths are centred, so an average item has strength 0: the probability of beating
+    # it is the logistic of the strength (with the interval mapped the same way).
+    expit = lambda x: 1.0 / (1.0 + math.exp(-x))  # noqa: E731
     rows = [{"method": items[i], "strength": float(theta[i]), "se": float(se[i]),
              "low": float(theta[i] - z * se[i]), "high": float(theta[i] + z * se[i]),
+             "preference": expit(theta[i]), "preference_low": expit(theta[i] - z * se[i]),
+             "preference_high": expit(theta[i] + z * se[i]),
              "comparisons": int(counts[i]), "wins": int(won[i])} for i in range(k)]
     return sorted(rows, key=lambda r: -r["strength"])
 
@@ -160,9 +176,14 @@ def detection_table(frame: pd.DataFrame, groups: list[str]) -> list[dict]:
             noise = noise[noise["dataset"] == ident["dataset"]]
         hits = int((part["answer"] == "changed").sum())
         fas = int((noise["answer"] == "changed").sum())
-        rows.append({**ident, **wilson_interval(int(part["unchanged"].sum()), len(part)),
+        from .inference import d_prime_same_different
+        rows.append({**ident, **rate_row(part, "unchanged"),
                      "hits": hits, "false_alarms": fas, "sensitivity_trials": len(noise),
-                     "d_prime": d_prime(hits, len(part), fas, len(noise))})
+                     # The headline: this is a same-different design (two motions, "is the
+                     # right one changed?"), so the differencing model's d'; the yes/no
+                     # z(H) - z(F) beside it for comparison with other studies.
+                     "d_prime": d_prime_same_different(hits, len(part), fas, len(noise)),
+                     "d_prime_yes_no": d_prime(hits, len(part), fas, len(noise))})
     return rows
 
 

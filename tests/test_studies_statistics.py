@@ -61,6 +61,13 @@ def test_screening_by_sensitivity_accuracy():
     assert out.loc[2, "sensitivity_trials"] == 5  # practice excluded
 
 
+def same_different_hit_rate(d: float, false_alarm_rate: float) -> float:
+    """H implied by d' and F under the differencing model: F = 2Φ(-k/√2) fixes k."""
+    import math
+    k = -math.sqrt(2) * st.norm.ppf(false_alarm_rate / 2)
+    return st.norm.cdf((d - k) / math.sqrt(2)) + st.norm.cdf((-d - k) / math.sqrt(2))
+
+
 def test_indistinguishability_analysis_drops_screened_participants():
     result = indistinguishability.analyse(screening_frame(), indistinguishability.validate({}))
     assert result["participants_kept"] == 1 and result["participants_screened_out"] == 1
@@ -68,8 +75,11 @@ def test_indistinguishability_analysis_drops_screened_participants():
     assert (row["method"], row["k"], row["n"]) == ("smart", 3, 4)  # only participant 1's answers
     assert row["rate"] == 0.75
     # hits: 1 of 4 attacked judged changed; false alarms: 1 of 5 originals judged changed
-    assert row["d_prime"] == pytest.approx(st.norm.ppf(1.5 / 5) - st.norm.ppf(1.5 / 6))
-    assert result["per_participant_d_prime"] == [{"participant": 1, "d_prime": pytest.approx(row["d_prime"])}]
+    assert row["d_prime_yes_no"] == pytest.approx(st.norm.ppf(1.5 / 5) - st.norm.ppf(1.5 / 6))
+    # The headline d' is the same-different (differencing) model's: it reproduces H from F.
+    assert same_different_hit_rate(row["d_prime"], 1.5 / 6) == pytest.approx(1.5 / 5)
+    assert result["per_participant_d_prime"] == [{"participant": 1, "d_prime": pytest.approx(row["d_prime"]),
+                                                  "d_prime_yes_no": pytest.approx(row["d_prime_yes_no"])}]
 
 
 def test_deceitfulness_rates_per_dataset_class_and_method():
@@ -162,19 +172,21 @@ def test_comparison_rates_and_d_prime_per_method_and_dataset_by_hand():
     by_ds = {r["dataset"]: r for r in out["by_dataset"]}
     # x: 1 of 4 attacked judged unchanged, hits 3/4, false alarms 0/4 (x's originals only)
     assert (by_ds["x"]["k"], by_ds["x"]["n"], by_ds["x"]["false_alarms"]) == (1, 4, 0)
-    assert by_ds["x"]["d_prime"] == pytest.approx(z(3.5 / 5) - z(0.5 / 5))
+    assert by_ds["x"]["d_prime_yes_no"] == pytest.approx(z(3.5 / 5) - z(0.5 / 5))
+    assert same_different_hit_rate(by_ds["x"]["d_prime"], 0.5 / 5) == pytest.approx(3.5 / 5)
     # y: 2 of 4 unchanged, hits 2/4, false alarms 1/4
     assert (by_ds["y"]["k"], by_ds["y"]["n"], by_ds["y"]["false_alarms"]) == (2, 4, 1)
-    assert by_ds["y"]["d_prime"] == pytest.approx(z(2.5 / 5) - z(1.5 / 5))
+    assert by_ds["y"]["d_prime_yes_no"] == pytest.approx(z(2.5 / 5) - z(1.5 / 5))
     by_method = {r["method"]: r for r in out["by_method"]}
     # per method the noise is every original: 1 false alarm in 8
     assert (by_method["iaa"]["k"], by_method["iaa"]["n"], by_method["iaa"]["rate"]) == (2, 4, 0.5)
-    assert by_method["iaa"]["d_prime"] == pytest.approx(z(2.5 / 5) - z(1.5 / 9))
-    assert by_method["smart"]["d_prime"] == pytest.approx(z(3.5 / 5) - z(1.5 / 9))
+    assert by_method["iaa"]["d_prime_yes_no"] == pytest.approx(z(2.5 / 5) - z(1.5 / 9))
+    assert by_method["smart"]["d_prime_yes_no"] == pytest.approx(z(3.5 / 5) - z(1.5 / 9))
     assert by_method["smart"]["low"] == pytest.approx(statistics.wilson_interval(1, 4)["low"])
     cell = next(r for r in out["by_method_dataset"] if (r["method"], r["dataset"]) == ("iaa", "y"))
     assert (cell["k"], cell["n"], cell["hits"]) == (2, 2, 0)
-    assert cell["d_prime"] == pytest.approx(z(0.5 / 3) - z(1.5 / 5))
+    assert cell["d_prime_yes_no"] == pytest.approx(z(0.5 / 3) - z(1.5 / 5))
+    assert cell["d_prime"] == 0.0  # hits below false alarms: no sensitivity
     assert out["overall"][0]["n"] == 8  # the practice trial is not counted
 
 
@@ -185,6 +197,12 @@ def test_naturalness_analysis_ranks_methods_and_normalises_preference():
     pref = {r["method"]: (r["k"], r["n"]) for r in out["normalised_preference"]}
     # smart shown 5 times, preferred 4; l2 shown 8 times, preferred 1; l2-acc 2 of 2; l2-bone 0 of 1
     assert pref == {"smart": (4, 5), "l2": (1, 8), "l2-acc": (2, 2), "l2-bone": (0, 1)}
+    # Each pair's exact test, Holm-corrected over the family of pairs (never below the raw p).
+    pairs = out["pairs"]
+    assert all(r["holm_p"] >= r["binomial_p"] for r in pairs if r["binomial_p"] == r["binomial_p"])
+    smallest = min(pairs, key=lambda r: r["binomial_p"])
+    tested = sum(1 for r in pairs if r["binomial_p"] == r["binomial_p"])
+    assert smallest["holm_p"] == pytest.approx(min(1.0, tested * smallest["binomial_p"]))
 
 
 def test_rates_by_handles_empty_frames():
@@ -204,3 +222,28 @@ def test_catch_accuracy_per_participant_against_the_threshold():
     assert out.loc["B"].tolist() == [4, 2, 0.5, False]
     assert "C" not in out.index  # only a practice catch trial: not judged
     assert catch_accuracy(frame[frame["condition"] != "catch"], 0.8).empty
+
+
+def test_rates_name_their_participants_and_get_participant_aware_intervals():
+    frame = pd.DataFrame({"participant": ["A"] * 4 + ["B"] * 4, "ok": [True] * 4 + [False, False, False, True],
+                          "method": ["smart"] * 8})
+    row = statistics.rates_by(frame, "ok", ["method"])[0]
+    assert (row["k"], row["n"], row["participants"]) == (5, 8, 2)
+    assert row["low"] == pytest.approx(statistics.wilson_interval(5, 8)["low"])
+    # Two participants, 4/4 and 1/4: the bootstrap resamples them, so its interval runs
+    # from both-B (0.25) to both-A (1.0).
+    assert (row["boot_low"], row["boot_high"]) == (0.25, 1.0)
+    assert "icc" in row and "gee_low" in row
+    # Without participant ids only the pooled interval can be given.
+    assert set(statistics.rate_row(frame.drop(columns="participant"), "ok")) == {"n", "k", "rate", "low", "high"}
+
+
+def test_bradley_terry_preference_is_the_chance_of_beating_an_average_method():
+    wins = [("smart", "l2")] * 8 + [("l2", "smart")] * 2
+    rows = {r["method"]: r for r in statistics.bradley_terry(["smart", "l2"], wins)}
+    # Two items, centred strengths ±θ with 4 = exp(2θ) (8 wins to 2): preference = 1 / (1 + exp(-θ)).
+    theta = np.log(4) / 2
+    assert rows["smart"]["strength"] == pytest.approx(theta, abs=1e-3)
+    assert rows["smart"]["preference"] == pytest.approx(1 / (1 + np.exp(-theta)), abs=1e-3)
+    assert rows["smart"]["preference_low"] < rows["smart"]["preference"] < rows["smart"]["preference_high"]
+    assert rows["l2"]["preference"] == pytest.approx(1 - rows["smart"]["preference"], abs=1e-6)

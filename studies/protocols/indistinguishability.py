@@ -11,7 +11,9 @@ its own (a clip's sensitivity and attacked trials would show it twice). Catch tr
 Records: 'changed' / 'unchanged'. Analysis: participants below the screening threshold
 on sensitivity trials are screened out (kept and flagged, excluded from the statistics);
 then the share of attacked motions judged unchanged with Wilson intervals per method and
-dataset, and d′ (hits: attacked judged changed; false alarms: originals judged changed).
+dataset, and d′ (hits: attacked judged changed; false alarms: originals judged changed)
+under the same–different (differencing) model, the headline since each trial asks
+whether two motions differ; the yes/no z(H) − z(F) is reported beside it.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .. import statistics
+from ..inference import d_prime_same_different
 from .base import (ADVERSARIAL, BROKEN, CATCH, ORIGINAL, ConfigurationError, PoolItem, SampleInfo, Shown, TrialSpec,
                    COMMON_DEFAULTS, analysable, catch_count, change_options, draw_items, shuffled, validate_common)
 
@@ -89,8 +92,10 @@ def analyse(frame: pd.DataFrame, config: dict) -> dict:
     for pid, part in kept.groupby("participant"):
         att = part[part["condition"] != SENSITIVITY]
         sens = part[part["condition"] == SENSITIVITY]
-        per_participant.append({"participant": pid, "d_prime": statistics.d_prime(
-            int((att["answer"] == "changed").sum()), len(att), int((sens["answer"] == "changed").sum()), len(sens))})
+        counts = (int((att["answer"] == "changed").sum()), len(att), int((sens["answer"] == "changed").sum()),
+                  len(sens))
+        per_participant.append({"participant": pid, "d_prime": d_prime_same_different(*counts),
+                                "d_prime_yes_no": statistics.d_prime(*counts)})
     return {
         "screening": screen.to_dict("records"),
         "participants_kept": int(screen["passed"].sum()),

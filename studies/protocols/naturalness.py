@@ -108,18 +108,26 @@ def _with_catch_trials(trials: list[TrialSpec], catch: list[PoolItem], rng: np.r
 
 
 def analyse(frame: pd.DataFrame, config: dict) -> dict:
-    main = analysable(frame)
+    """Per method pair: the answer shares and an exact binomial test on the decisive
+    answers, Holm-corrected over the pairs; per method: the share of its comparisons it
+    won (participant-aware intervals beside the pooled one); the Bradley–Terry ranking."""
+    main = frame[~frame["is_practice"]]
     decisive = main[main["answer"].isin(["left", "right"])]
     wins = [(r.left_method, r.right_method) if r.answer == "left" else (r.right_method, r.left_method)
             for r in decisive.itertuples()]
     methods = [m for m in DEFAULTS["methods"] if m in config["methods"]]
     preference = []
     for m in methods:
-        shown = int(((main["left_method"] == m) | (main["right_method"] == m)).sum())
-        won = sum(1 for w, _ in wins if w == m)
-        preference.append({"method": m, **statistics.wilson_interval(won, shown)})
+        shown = main[(main["left_method"] == m) | (main["right_method"] == m)]
+        won = ((shown["answer"] == "left") & (shown["left_method"] == m)) | \
+              ((shown["answer"] == "right") & (shown["right_method"] == m))
+        part = pd.DataFrame({"won": won.to_numpy(bool)})
+        if "participant" in shown:
+            part["participant"] = shown["participant"].to_numpy()
+        preference.append({"method": m, **statistics.rate_row(part, "won")})
+    from ..inference import holm_binomial_tests
     return {
-        "pairs": statistics.preference_counts(main),
+        "pairs": holm_binomial_tests(statistics.preference_counts(main)),
         "normalised_preference": preference,
         "bradley_terry": statistics.bradley_terry(methods, wins),
     }
