@@ -247,7 +247,7 @@ def release_abandoned(study: Study, now=None) -> int:
             changed = Participant.objects.filter(pk=participant.pk, status=Participant.ACTIVE) \
                 .update(status=Participant.ABANDONED)
             if changed:
-                if not participant.is_test:
+                if participant.holds_usage:
                     _add_usage(_unanswered_usage(participant), -1)
                 released += 1
     study.finish_closing()
@@ -259,7 +259,7 @@ def reactivate(participant: Participant) -> bool:
     with transaction.atomic():
         changed = Participant.objects.filter(pk=participant.pk, status=Participant.ABANDONED) \
             .update(status=Participant.ACTIVE, last_seen_at=timezone.now())
-        if changed and not participant.is_test:
+        if changed and participant.holds_usage:
             _add_usage(_unanswered_usage(participant), +1)
     participant.refresh_from_db()
     return bool(changed)
@@ -361,7 +361,7 @@ def withdraw(participant: Participant) -> int:
     targets = list(sp.participations.select_related("study")) if sp else [participant]
     with transaction.atomic():
         for p in targets:
-            if not p.is_test:
+            if p.holds_usage:
                 _add_usage(_held_usage(p), -1)
             p.delete()
         if sp:

@@ -68,3 +68,22 @@ def _png(fig) -> bytes:
     fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
     return buf.getvalue()
+
+
+def odds_ratio_forest(rows: list[dict], title: str) -> bytes:
+    """Odds ratio per standard deviation of each objective metric, with its interval, on a
+    log axis (1 = no effect): which measure predicts what people judged."""
+    fig, ax = plt.subplots(figsize=(5.5, 0.45 * len(rows) + 1.2))
+    y = np.arange(len(rows))[::-1]
+    ratios = np.array([_num(r["odds_ratio"]) for r in rows])
+    low = np.array([_num(r["low"]) for r in rows])
+    high = np.array([_num(r["high"]) for r in rows])
+    ax.errorbar(ratios, y, xerr=[ratios - low, high - ratios], fmt="o", color=COLOURS[0], ecolor="black",
+                capsize=3, lw=1)
+    ax.axvline(1.0, color=COLOURS[2], lw=1, ls="--")
+    ax.set_xscale("log")
+    ax.set_yticks(y, [r["metric"].replace("_", " ") for r in rows], fontsize=8)
+    ax.set_xlabel("odds ratio per SD (95% interval, participant-clustered)", fontsize=8)
+    ax.set_title(title, fontsize=9)
+    ax.spines[["top", "right"]].set_visible(False)
+    return _png(fig)

@@ -132,7 +132,8 @@ class Study(models.Model):
         closed (a researcher's test participation left open does not hold it). Called
         after every completion, release and withdrawal; returns whether it closed now."""
         if self.status != self.CLOSING or \
-                self.participants.filter(status=Participant.ACTIVE, is_test=False).exists():
+                self.participants.filter(status=Participant.ACTIVE, is_test=False,
+                                         is_simulated=False).exists():
             return False
         closed = Study.objects.filter(pk=self.pk, status=self.CLOSING).update(status=self.CLOSED,
                                                                               closed_at=timezone.now())
@@ -233,6 +234,12 @@ class Participant(models.Model):
 
     def __str__(self):
         return f"participant {self.pk} of {self.study.slug}"
+
+    @property
+    def holds_usage(self) -> bool:
+        """Whether this participation counts in the stimulus usage (researcher tests and
+        simulated participants never change what real participants are shown)."""
+        return not (self.is_test or self.is_simulated)
 
 
 class Trial(models.Model):

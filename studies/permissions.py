@@ -41,7 +41,8 @@ class StudyHasRoom(BasePermission):
         target = view.study.config["target_participants"]
         if not target or getattr(view, "is_test", False):
             return True
-        return view.study.participants.exclude(status=Participant.ABANDONED).filter(is_test=False).count() < target
+        real = view.study.participants.exclude(status=Participant.ABANDONED).filter(is_test=False, is_simulated=False)
+        return real.count() < target
 
 
 class StaffOnlyTest(BasePermission):

@@ -36,7 +36,7 @@ from .statistics import finite
 
 TRIAL_COLUMNS = ["study", "participant", "participant_status", "position", "trial", "is_practice",
                  "condition", "method", "left_method", "right_method", "left_shows", "right_shows", "dataset",
-                 "recognizer", "strategy", "clip", "sample", "truth", "truth_name", "after", "after_name",
+                 "recognizer", "strategy", "clip", "sample", "right_sample", "truth", "truth_name", "after", "after_name",
                  "options", "answer", "chosen_name", "correct", "is_correct", "response_time_ms",
                  "playback_duration_ms", "expected_duration_ms", "frames_drawn", "late_frames", "page_hidden",
                  "effective_fps", "showings", "flags", "submitted_at", "trial_excluded", "participant_excluded",
@@ -48,15 +48,17 @@ FINISHED = (Participant.COMPLETED, Participant.SCREENED_OUT)
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
-def trial_frame(study: Study, answered_only: bool = False) -> pd.DataFrame:
+def trial_frame(study: Study, answered_only: bool = False, simulated: bool = False) -> pd.DataFrame:
     """One row per trial (long format) with the design facts, the answer and its
-    playback log; `participant` is the pseudonym."""
-    qs = Trial.objects.filter(participant__study=study).order_by("participant_id", "position")
+    playback log; `participant` is the pseudonym. Real participants' trials, or with
+    `simulated` only those of simulated participants (never both together)."""
+    qs = Trial.objects.filter(participant__study=study, participant__is_simulated=simulated) \
+        .order_by("participant_id", "position")
     if answered_only:
         qs = qs.filter(response__isnull=False)
     rows = list(qs.values(
         "participant__pseudonym", "participant__status", "position", "key", "is_practice",
-        "condition", "design", "options", "correct", "left__variant", "right__variant", "left__sample_id",
+        "condition", "design", "options", "correct", "left__variant", "right__variant", "left__sample_id", "right__sample_id",
         "left__sample__clip__dataset__name", "left__sample__clip__dataset__class_names",
         "left__sample__recognizer__name", "left__sample__strategy", "left__sample__clip__index",
         "playback_plan", "response__answer", "response__is_correct", "response__response_time_ms",
@@ -80,7 +82,7 @@ def trial_frame(study: Study, answered_only: bool = False) -> pd.DataFrame:
             "left_shows": r["left__variant"], "right_shows": r["right__variant"],
             "dataset": r["left__sample__clip__dataset__name"], "recognizer": r["left__sample__recognizer__name"],
             "strategy": r["left__sample__strategy"], "clip": r["left__sample__clip__index"],
-            "sample": r["left__sample_id"], "truth": truth,
+            "sample": r["left__sample_id"], "right_sample": r["right__sample_id"], "truth": truth,
             "truth_name": names[truth] if truth is not None and truth < len(names) else None,
             "after": after, "after_name": names[after] if after is not None and after < len(names) else None,
             "options": "|".join(o["text"] for o in r["options"]), "answer": answer, "chosen_name": chosen,
@@ -141,11 +143,12 @@ def _number(value):
     return value if math.isfinite(value) else None
 
 
-def participant_frame(study: Study, screening: pd.DataFrame | None = None) -> pd.DataFrame:
+def participant_frame(study: Study, screening: pd.DataFrame | None = None, simulated: bool = False) -> pd.DataFrame:
     """One row per participant: the pseudonym (the id used everywhere else), the external
-    ids, status, consent, questionnaire and browser facts."""
+    ids, status, consent, questionnaire and browser facts (real or, with `simulated`,
+    simulated participants only)."""
     rows = []
-    for p in study.participants.order_by("id"):
+    for p in study.participants.filter(is_simulated=simulated).order_by("id"):
         rows.append({"participant": p.pseudonym, "status": p.status, "is_test": p.is_test,
                      "prolific_pid": p.prolific_pid, "prolific_study_id": p.prolific_study_id,
                      "prolific_session_id": p.prolific_session_id, "consent_version": p.consent_version,
@@ -157,6 +160,8 @@ def participant_frame(study: Study, screening: pd.DataFrame | None = None) -> pd
     frame = pd.DataFrame(rows, columns=["participant", "status", "is_test", "prolific_pid", "prolific_study_id",
                                         "prolific_session_id", "consent_version", "consent_at", "started_at",
                                         "completed_at", "trials", "answered", "questionnaire", "browser", "screen"])
+    for question in study.config.get("questionnaire", []):  # one column per question, beside the JSON
+        frame[f"q_{question['name']}"] = [json.loads(q).get(question["name"]) for q in frame["questionnaire"]]
     if screening is not None and not screening.empty:
         frame = frame.merge(screening[["participant", "sensitivity_trials", "sensitivity_accuracy", "passed"]],
                             on="participant", how="left")
@@ -167,14 +172,16 @@ def participant_frame(study: Study, screening: pd.DataFrame | None = None) -> pd
     return frame
 
 
-def analyse(study: Study, include_partial: bool = False) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
+def analyse(study: Study, include_partial: bool = False,
+            simulated: bool = False) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
     """(summary with statistics and exclusions, trial table, participant table).
 
     The tables keep every row (flagged with its exclusion reasons); the statistics use
     only what the rules keep (module docstring). `include_partial` lets unfinished
-    participations in."""
+    participations in; `simulated` reports the simulated participants instead of the
+    real ones (`simulate_participants`)."""
     config = study.config
-    trials = trial_frame(study)
+    trials = trial_frame(study, simulated=simulated)
     trials["is_practice"] = trials["is_practice"].astype(bool)
     answered_all = trials[trials["answer"].notna()].copy()
     answered_all["is_correct"] = answered_all["is_correct"].astype("boolean").fillna(False).astype(bool)
@@ -182,7 +189,7 @@ def analyse(study: Study, include_partial: bool = False) -> tuple[dict, pd.DataF
     has_sensitivity = bool((main_all["condition"] == "sensitivity").any())
     screening = statistics.screening(main_all, config["screening_threshold"]) \
         if has_sensitivity and not main_all.empty else None
-    participants = participant_frame(study, screening)
+    participants = participant_frame(study, screening, simulated=simulated)
 
     # Participant rules: test, partial, screened out (order of the reasons' list).
     why = {p: [] for p in participants["participant"]}
@@ -239,22 +246,101 @@ def _trial_counts(reasons: pd.Series, analysed: int) -> dict:
             "by_reason": {k: sum(k in v for v in lists) for k in TRIAL_REASONS}}
 
 
-def build_report(study: Study, out_dir: str | Path | None = None, include_partial: bool = False) -> dict:
+def build_report(study: Study, out_dir: str | Path | None = None, include_partial: bool = False,
+                 simulated: bool = False) -> dict:
     """Statistics of a study; with `out_dir`, also writes report.json, trials.csv,
-    participants.csv (UTF-8 with BOM) and the figures, listed under `files`.
-    `include_partial`: analyse unfinished participations too."""
-    summary, trials, participants = analyse(study, include_partial=include_partial)
+    participants.csv, stimuli.csv (UTF-8 with BOM), codebook.csv, design.json, a
+    Psych-DS-style copy (psychds/) and the figures, listed under `files`.
+    `include_partial`: analyse unfinished participations too; `simulated`: report the
+    simulated participants (and only them)."""
+    summary, trials, participants = analyse(study, include_partial=include_partial, simulated=simulated)
+    summary["simulated"] = simulated
+    kept = analysed_rows(trials)
+    verdicts_section, stimuli = human_verdicts(study, kept)
+    summary["verdicts"] = _clean(verdicts_section)
+    if study.kind in ("indistinguishability", "comparison"):
+        summary["table4"] = _clean(table4(study, kept))
     figures = study.protocol.figures(summary["statistics"]) if summary["statistics"] else {}
+    if verdicts_section["univariate"]:
+        from .figures import odds_ratio_forest
+        figures[f"{study.kind}_verdicts_by_metric.png"] = odds_ratio_forest(
+            verdicts_section["univariate"], f"{verdicts_section['outcome'].replace('_', ' ')}: odds ratio per SD")
     summary["figures"] = sorted(figures)
     if out_dir is not None:
+        from . import exports
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        files = {"trials.csv": trials_csv(trials), "participants.csv": participants_csv(participants)}
+        tables = {"trials.csv": trials, "participants.csv": participants, "stimuli.csv": stimuli}
+        book = exports.codebook(study, tables)
+        files = {name: _csv(frame) for name, frame in tables.items()}
+        files["codebook.csv"] = _csv(book)
+        files["design.json"] = json.dumps(_clean(exports.design(study, simulated)), indent=2, default=str).encode()
         for name, data in {**files, **figures}.items():
             (out / name).write_bytes(data)
-        summary["files"] = sorted([*files, *figures, "report.json"])
+        psych = exports.write_psych_ds(out, study, tables, book, _csv)
+        summary["files"] = sorted([*files, *figures, *psych, "report.json"])
         (out / "report.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
     return summary
+
+
+def analysed_rows(trials: pd.DataFrame) -> pd.DataFrame:
+    """The answered main trials the exclusion rules keep (catch trials left out)."""
+    answered = trials["answer"].notna() & ~trials["is_practice"].astype(bool)
+    kept = (trials["trial_excluded"].fillna("") == "") & (trials["participant_excluded"].fillna("") == "")
+    out = trials[answered & kept & (trials["condition"] != CATCH)].copy()
+    out["is_correct"] = out["is_correct"].astype("boolean").fillna(False).astype(bool)
+    return out
+
+
+def sample_metrics(ids) -> pd.DataFrame:
+    """The objective perceptual metrics of these AdversarialSamples, indexed by id."""
+    from attacks.models import AdversarialSample
+
+    from .verdicts import METRICS
+    rows = AdversarialSample.objects.filter(id__in=[int(i) for i in ids]).values(
+        "id", "recognizer__name", "clip__dataset__name", "clip__index", *METRICS)
+    frame = pd.DataFrame(list(rows), columns=["id", "recognizer__name", "clip__dataset__name", "clip__index",
+                                              *METRICS])
+    return frame.rename(columns={"recognizer__name": "recognizer", "clip__dataset__name": "dataset",
+                                 "clip__index": "clip"}).set_index("id")
+
+
+def human_verdicts(study: Study, kept: pd.DataFrame) -> tuple[dict, pd.DataFrame]:
+    """Every analysed judgement of an attacked motion joined to that motion's objective
+    metrics (`studies.verdicts`): the models, and the per-stimulus table."""
+    from . import verdicts
+    outcome = verdicts.OUTCOMES[study.kind]
+    rows = verdicts.outcome_rows(kept, study.kind)
+    joined = verdicts.join_metrics(rows, sample_metrics(rows["sample"].dropna().unique()))
+    stimuli = verdicts.stimulus_table(joined, outcome) if not joined.empty else pd.DataFrame(
+        columns=["sample", "method", "recognizer", "dataset", "clip", *verdicts.METRICS, "judgements",
+                 "participants", f"share_{outcome}"])
+    return verdicts.verdict_models(joined, outcome), stimuli
+
+
+def table4(study: Study, kept: pd.DataFrame) -> list[dict]:
+    """The paper's Table 4 (upper) per recognizer and method: the attack's success rate
+    over the samples the study draws from (its dataset / recognizer / strategy / method
+    filters, successful or not) beside the share of its attacked motions people judged
+    unchanged (indistinguishable), with participant-aware intervals."""
+    from .assignment import matching_samples
+    config = study.config
+    candidates = pd.DataFrame(list(matching_samples(study, config).values("recognizer__name", "method", "success")),
+                              columns=["recognizer__name", "method", "success"])
+    attacked = kept[~kept["condition"].isin(["sensitivity", CATCH])].copy()
+    attacked["unchanged"] = attacked["answer"] == "unchanged"
+    rows = []
+    for (recognizer, method), part in candidates.groupby(["recognizer__name", "method"], sort=True):
+        judged = attacked[(attacked["recognizer"] == recognizer) & (attacked["method"] == method)]
+        success = statistics.wilson_interval(int(part["success"].sum()), len(part))
+        human = statistics.rate_row(judged, "unchanged") if len(judged) else statistics.wilson_interval(0, 0)
+        rows.append({"recognizer": recognizer, "method": method, "attack_success": success["rate"],
+                     "attack_success_low": success["low"], "attack_success_high": success["high"],
+                     "samples": success["n"], "indistinguishable": human["rate"], "indistinguishable_low":
+                     human["low"], "indistinguishable_high": human["high"], "judgements": human["n"],
+                     "indistinguishable_boot_low": human.get("boot_low"),
+                     "indistinguishable_boot_high": human.get("boot_high")})
+    return rows
 
 
 def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:

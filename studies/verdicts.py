@@ -98,6 +98,11 @@ def _gee(y: np.ndarray, x: np.ndarray, groups: np.ndarray):
         return model.fit()
 
 
+def _exp(x: float) -> float:
+    """exp, NaN for a diverged fit (separation) instead of an overflow."""
+    return math.exp(x) if math.isfinite(x) and abs(x) < 700 else math.nan
+
+
 def verdict_models(joined: pd.DataFrame, outcome: str, confidence: float = 0.95) -> dict:
     """Univariate and joint GEE logistic regressions of `outcome` on standardised metrics.
 
@@ -109,7 +114,9 @@ def verdict_models(joined: pd.DataFrame, outcome: str, confidence: float = 0.95)
     usable, constant = [], []
     for metric in METRICS:
         values = joined[metric].astype(float)
-        (usable if values.notna().all() and values.std(ddof=0) > 0 else constant).append(metric)
+        spread = values.std(ddof=0)
+        varies = values.notna().all() and spread > 1e-9 * (abs(values.mean()) + 1e-12)  # beyond rounding
+        (usable if varies else constant).append(metric)
     out = {"outcome": outcome, "judgements": int(len(y)), "participants": int(len(set(groups))),
            "rate": float(y.mean()) if len(y) else math.nan, "constant": constant, "univariate": [], "joint": []}
     if len(y) < 10 or y.min() == y.max() or not usable:
@@ -121,8 +128,8 @@ def verdict_models(joined: pd.DataFrame, outcome: str, confidence: float = 0.95)
         table = []
         for i, name in enumerate(names, start=1):
             beta, se, p = float(result.params[i]), float(result.bse[i]), float(result.pvalues[i])
-            table.append({"metric": name, "coefficient": beta, "se": se, "p": p, "odds_ratio": math.exp(beta),
-                          "low": math.exp(beta - z * se), "high": math.exp(beta + z * se),
+            table.append({"metric": name, "coefficient": beta, "se": se, "p": p, "odds_ratio": _exp(beta),
+                          "low": _exp(beta - z * se), "high": _exp(beta + z * se),
                           "sd": float(joined[name].std(ddof=0))})
         return table
 

@@ -17,17 +17,20 @@ class Command(BaseCommand):
         parser.add_argument("--out", help="folder for report.json, trials.csv, participants.csv and figures")
         parser.add_argument("--include-partial", action="store_true",
                             help="analyse unfinished (active, abandoned) participations too")
+        parser.add_argument("--simulated", action="store_true",
+                            help="report the simulated participants (simulate_participants) instead of real ones")
 
     def handle(self, *args, **o):
         key = o["study"]
         study = Study.objects.filter(Q(slug=key) | Q(pk=int(key)) if key.isdigit() else Q(slug=key)).first()
         if study is None:
             raise CommandError(f"no study {key!r}")
-        report = build_report(study, o["out"], include_partial=o["include_partial"])
+        report = build_report(study, o["out"], include_partial=o["include_partial"], simulated=o["simulated"])
         if o["json"]:
             self.stdout.write(json.dumps(report, indent=2, default=str))
             return
-        self.stdout.write(f"{study.name} ({study.kind}, {study.status}): {report['trials_answered']} answers")
+        who = "answers of SIMULATED participants" if o["simulated"] else "answers"
+        self.stdout.write(f"{study.name} ({study.kind}, {study.status}): {report['trials_answered']} {who}")
         self.stdout.write("progress: " + ", ".join(f"{k} {v}" for k, v in report["progress"].items()))
         ex = report["exclusions"]
         for what in ("participants", "trials"):
