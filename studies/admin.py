@@ -141,13 +141,18 @@ class StudyAdmin(admin.ModelAdmin):
 
     def report_view(self, request, pk):
         study = self._study(pk)
-        summary = reports.build_report(study)
-        figures = study.protocol.figures(summary["statistics"]) if summary["statistics"] else {}
+        simulated = request.GET.get("simulated") == "1"  # the simulated participants' report, never mixed
+        summary = reports.build_report(study, simulated=simulated)
+        figures = reports.report_figures(study, summary)
+        tables = {**summary["statistics"], "table4": summary.get("table4") or [],
+                  "verdicts (each metric alone)": summary["verdicts"]["univariate"],
+                  "verdicts (all metrics together)": summary["verdicts"]["joint"]}
         context = {**self.admin_site.each_context(request), "study": study, "opts": self.model._meta,
-                   "title": f"Report: {study.name}", "summary": summary,
+                   "title": f"Report: {study.name}{' (SIMULATED participants)' if simulated else ''}",
+                   "summary": summary, "simulated": simulated,
                    "sections": [(k, [{c: round(x, 4) if isinstance(x, float) else x for c, x in row.items()}
                                      for row in v])
-                                for k, v in summary["statistics"].items() if isinstance(v, list) and v
+                                for k, v in tables.items() if isinstance(v, list) and v
                                 and isinstance(v[0], dict)],
                    "figures": [(n, base64.b64encode(png).decode()) for n, png in figures.items()],
                    "exports": [(n, reverse("admin:studies_study_export", args=[study.pk, n]))

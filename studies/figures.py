@@ -20,6 +20,7 @@ def rate_bars(rows: list[dict], key: str, ylabel: str) -> bytes:
     rates = np.array([_num(r["rate"]) for r in rows], dtype=float) * 100
     err = np.array([[_num(r["rate"]) - _num(r["low"]), _num(r["high"]) - _num(r["rate"])] for r in rows],
                    dtype=float).reshape(-1, 2).T * 100
+    err = np.nan_to_num(np.clip(err, 0, None))  # rounding can put a bound a hair past the rate
     x = np.arange(len(rows))
     ax.bar(x, rates, color=COLOURS[0], width=0.6)
     if len(rows):

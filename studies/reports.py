@@ -260,11 +260,7 @@ def build_report(study: Study, out_dir: str | Path | None = None, include_partia
     summary["verdicts"] = _clean(verdicts_section)
     if study.kind in ("indistinguishability", "comparison"):
         summary["table4"] = _clean(table4(study, kept))
-    figures = study.protocol.figures(summary["statistics"]) if summary["statistics"] else {}
-    if verdicts_section["univariate"]:
-        from .figures import odds_ratio_forest
-        figures[f"{study.kind}_verdicts_by_metric.png"] = odds_ratio_forest(
-            verdicts_section["univariate"], f"{verdicts_section['outcome'].replace('_', ' ')}: odds ratio per SD")
+    figures = report_figures(study, summary)
     summary["figures"] = sorted(figures)
     if out_dir is not None:
         from . import exports
@@ -281,6 +277,17 @@ def build_report(study: Study, out_dir: str | Path | None = None, include_partia
         summary["files"] = sorted([*files, *figures, *psych, "report.json"])
         (out / "report.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
     return summary
+
+
+def report_figures(study: Study, summary: dict) -> dict[str, bytes]:
+    """PNG figures of a report: the protocol's own, and the human verdict per metric."""
+    figures = study.protocol.figures(summary["statistics"]) if summary["statistics"] else {}
+    verdicts = summary.get("verdicts") or {}
+    if verdicts.get("univariate"):
+        from .figures import odds_ratio_forest
+        figures[f"{study.kind}_verdicts_by_metric.png"] = odds_ratio_forest(
+            verdicts["univariate"], f"{verdicts['outcome'].replace('_', ' ')}: odds ratio per SD")
+    return figures
 
 
 def analysed_rows(trials: pd.DataFrame) -> pd.DataFrame:

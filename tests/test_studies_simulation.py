@@ -114,3 +114,17 @@ def test_the_full_report_joins_answers_to_motion_metrics_and_exports_a_codebook(
     assert description["@type"] == "Dataset" and len(description["variableMeasured"]) == len(book)
     data = sorted(p.name for p in (tmp_path / "psychds" / "data").iterdir())
     assert data == [f"study-{study.slug}_table-{t}_data.csv" for t in ("participants", "stimuli", "trials")]
+
+
+def test_admin_report_shows_simulated_participants_only_when_asked(client):
+    from django.contrib.auth import get_user_model
+    make_samples(num_clips=12)
+    study = make_study("indistinguishability", trials_per_participant=8, practice_trials=0)
+    simulate(study, 3, parse_policy("oracle"))
+    get_user_model().objects.create_superuser("staff", "s@example.org", "pw")
+    client.login(username="staff", password="pw")
+    url = f"/admin/studies/study/{study.pk}/report/"
+    real = client.get(url).content.decode()
+    assert "simulated-banner" not in real and "No answers yet." in real
+    sim = client.get(url + "?simulated=1").content.decode()
+    assert "simulated-banner" in sim and "<h2>table4</h2>" in sim and "data:image/png;base64" in sim
