@@ -17,14 +17,19 @@ from attacks.motion import to_model_input
 
 @torch.no_grad()
 def predict_logits(model: torch.nn.Module, X, batch_size: int = 64, device="cpu") -> torch.Tensor:
-    """Raw scores (N, C) on the CPU, with the model in eval mode (its mode is restored after)."""
-    X = torch.as_tensor(X, dtype=torch.float32)
-    if X.ndim != 5 or X.shape[-1] != 3:
+    """Raw scores (N, C) on the CPU, with the model in eval mode (its mode is restored after).
+
+    X: an array or tensor, or a source too large for memory that yields batches when sliced
+    (`attacks.clip_cache.ClipInputs`); either way the model sees the same batches.
+    """
+    if torch.is_tensor(X) or isinstance(X, (np.ndarray, list, tuple)):
+        X = torch.as_tensor(X, dtype=torch.float32)
+    if len(X.shape) != 5 or X.shape[-1] != 3:
         raise ValueError(f"expected motions of shape (N, M, T, V, 3), got {tuple(X.shape)}")
     was_training = model.training
     model.eval()
     try:
-        out = [model(to_model_input(X[i:i + batch_size].to(device))).float().cpu()
+        out = [model(to_model_input(torch.as_tensor(X[i:i + batch_size]).to(device))).float().cpu()
                for i in range(0, len(X), batch_size)]
     finally:
         model.train(was_training)

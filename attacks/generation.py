@@ -19,6 +19,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from . import protocol_view
+from .clip_cache import ClipInputs, split_inputs
 from .evaluation import predict as predict_probs
 from .evaluation import predict_logits
 from .losses import PERCEPTUAL_KINDS, STRATEGIES, attack_success
@@ -70,6 +71,7 @@ class GenerationScope:
 # balanced, derivatives per second (2026-12-02). 3: attacks perturb world-unit motions through the
 # recognizer's own normalisation and success is judged on the stored sample (2026-12-02).
 ENGINE_VERSION = 3
+STREAM_CHUNK = 1024  # clips whose motions an attack holds in memory at once (rounded to whole batches)
 
 
 def generation_config(method, strategy, *, top_n=3, target=None, iterations=300, split="test", limit=None,
@@ -142,13 +144,13 @@ def open_run(recognizer: Recognizer, config: dict) -> GenerationRun:
 
 def prepare_run(run: GenerationRun, *, device="cpu", status="running"):
     """Classify the scope, record its size, and fix what is random (the discriminator is
-    trained once and stored under DATA_DIR). Returns (scope, attackable positions, model, inputs)."""
+    trained once and stored under DATA_DIR). Returns (scope, attackable positions, model, inputs),
+    `inputs` the scope's `ClipInputs` (streamed from the dataset's clip cache, never all in memory)."""
     recognizer = run.recognizer
     clips, labels = _scope_clips(run)
-    inputs = model_inputs(clips, recognizer.dataset.get_skeleton(), recognizer.input_spec, recognizer.dataset.fps,
-                          view_protocol(recognizer))
+    inputs = scope_inputs(recognizer, clips)
     model = load_model(recognizer, device)
-    probs = predict_probs(model, inputs.X, device=device)
+    probs = predict_probs(model, inputs, device=device)
     attackable = probs.argmax(1) == labels
     targets = _targets(run.config, labels, recognizer.dataset)
     if targets is not None and run.config["target"] != "random":
@@ -161,7 +163,7 @@ def prepare_run(run: GenerationRun, *, device="cpu", status="running"):
         # Trained on the whole attackable scope, seeded, stored once: every worker and every
         # resumed run attacks with the same weights, whatever device it runs on.
         disc = train_motion_discriminator(
-            torch.from_numpy(inputs.world[positions[:512]]).to(device), recognizer.dataset.get_skeleton(),
+            torch.from_numpy(inputs.model_inputs(positions[:512]).world).to(device), recognizer.dataset.get_skeleton(),
             steps=method_config("ciasa", **run.config["options"]).discriminator_steps, seed=run.config["seed"])
         save_discriminator(disc, discriminator_path(run))
     return load_scope(run, clips=clips, labels=labels), positions, model, inputs
@@ -195,8 +197,9 @@ def attack_positions(scope: GenerationScope, positions, *, model=None, inputs=No
     the criterion; otherwise the attack goes on. `success` and `label_after` are then
     measured once more on the stored bytes by that public path.
 
-    `inputs` may hold the model inputs of the whole scope (the in-process run has them);
-    otherwise only the clips at `positions` are loaded.
+    `inputs` may be the scope's `ClipInputs` (the in-process run has them). Either way the
+    clips are read from the dataset's clip cache one chunk of whole batches at a time, so
+    memory does not grow with the scope, and the batches are those of an all-at-once run.
     """
     run, config, clips = scope.run, scope.config, scope.clips
     stored = scope.stored_positions()
@@ -208,11 +211,7 @@ def attack_positions(scope: GenerationScope, positions, *, model=None, inputs=No
                                "prepare the run first")
     recognizer = scope.recognizer
     protocol = view_protocol(recognizer)
-    if inputs is None:
-        inputs, rows_of = model_inputs([clips[i] for i in todo], scope.skeleton, recognizer.input_spec,
-                                       recognizer.dataset.fps, protocol), np.arange(len(todo))
-    else:
-        rows_of = todo
+    source = inputs if inputs is not None else scope_inputs(recognizer, clips)
     model = model if model is not None else load_model(recognizer, device)
     labels = scope.labels
     targets = scope.targets
@@ -264,13 +263,24 @@ def attack_positions(scope: GenerationScope, positions, *, model=None, inputs=No
     def preprocess(x):
         return protocol_view.normalise(x, protocol, scope.skeleton)
 
-    attack_in_batches(
-        model, inputs.world[rows_of], labels[todo], scope.skeleton, batch_size=batch_size, device=device,
-        targets=None if targets is None else targets[todo], fps=inputs.fps[rows_of], on_batch=store,
-        show_progress=progress, preprocess=preprocess, margin=margin, accept=accept,
-        method=config["method"], strategy=config["strategy"], seed=config["seed"],
-        iterations=config["iterations"], top_n=config["top_n"] or 3, **scope.options)
+    everything, chunk = todo, batch_size * max(1, STREAM_CHUNK // batch_size)
+    for start in range(0, len(everything), chunk):
+        # judge, accept and store above read this chunk's todo, inputs and rows_of.
+        todo = everything[start:start + chunk]
+        inputs, rows_of = source.model_inputs(todo), np.arange(len(todo))
+        attack_in_batches(
+            model, inputs.world[rows_of], labels[todo], scope.skeleton, batch_size=batch_size, device=device,
+            targets=None if targets is None else targets[todo], fps=inputs.fps[rows_of], on_batch=store,
+            show_progress=progress, preprocess=preprocess, margin=margin, accept=accept,
+            method=config["method"], strategy=config["strategy"], seed=config["seed"],
+            iterations=config["iterations"], top_n=config["top_n"] or 3, **scope.options)
     return written
+
+
+def scope_inputs(recognizer: Recognizer, clips) -> ClipInputs:
+    """What `recognizer` sees of these clips, read from its dataset's clip cache batch by batch."""
+    return split_inputs(recognizer.dataset, [c.index for c in clips], recognizer.input_spec,
+                        view_protocol(recognizer))
 
 
 def discriminator_path(run: GenerationRun) -> Path:
@@ -298,7 +308,10 @@ def load_discriminator(path: Path, skeleton) -> MotionDiscriminator:
 
 def _scope_clips(run: GenerationRun):
     recognizer, config = run.recognizer, run.config
-    clips = split_clips(recognizer.split, config["split"])
+    # Without the motions and metadata (read from the clip cache when needed): an NTU scope
+    # of Clip rows with their blobs would not fit in memory.
+    clips = list(recognizer.split.dataset.clips.filter(index__in=recognizer.split.indices(config["split"]))
+                 .order_by("index").defer("data", "meta"))
     if config["limit"]:
         clips = clips[: int(config["limit"])]
     if not clips:

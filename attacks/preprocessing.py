@@ -126,8 +126,15 @@ def to_fixed_length(motions: list[np.ndarray], num_frames: int, num_persons: int
     offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
     stacked = np.concatenate(fixed, axis=1)  # (P, sum T, V, 3)
     unit = np.linspace(0.0, 1.0, num_frames)
-    positions = offsets[:, None] + unit[None, :] * (lengths[:, None] - 1)  # (N, F)
-    flat = _interpolate(stacked, positions.reshape(-1), upper=np.repeat(offsets + lengths - 1, num_frames))
+    # Positions and weights within each clip, offsets added to the integer frames only: a
+    # clip comes out bit-identical whichever clips it is batched with (streamed chunks).
+    local = unit[None, :] * (lengths[:, None] - 1)  # (N, F)
+    lower = np.floor(local).astype(np.int64)
+    upper = np.minimum(lower + 1, lengths[:, None] - 1)
+    weight = (local - lower).astype(np.float32).reshape(-1)[None, :, None, None]
+    a = stacked[:, (offsets[:, None] + lower).reshape(-1)]
+    b = stacked[:, (offsets[:, None] + upper).reshape(-1)]
+    flat = a * (1 - weight) + b * weight
     out = flat.reshape(num_persons, len(motions), num_frames, *flat.shape[2:])
     return np.ascontiguousarray(out.transpose(1, 0, 2, 3, 4)).astype(np.float32)
 

@@ -31,11 +31,30 @@ Persons that are entirely zero are absent and stay zero.
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from .preprocessing import PROTOCOLS, to_fixed_length
+
+
+@dataclass
+class ModelInputs:
+    world: np.ndarray  # (N, M, T, V, 3) float32, world units at the model's size: what attacks perturb
+    X: np.ndarray  # (N, M, T, V, 3) float32, what the recognizer takes (`normalise` of world)
+    fps: np.ndarray  # (N,) frame rate of both, so a resampled clip keeps its duration
+
+
+def model_inputs(motions, skeleton, num_frames: int, num_persons: int, fps, protocol: str) -> ModelInputs:
+    """World-unit motions (a list of (M, T, V, 3)) at frame rate `fps` -> `ModelInputs`.
+
+    Each clip's rows depend on that clip only (not on what it is batched with), bit for bit.
+    """
+    world = fixed_length(motions, protocol, num_frames, num_persons)
+    with torch.no_grad():
+        X = normalise(torch.from_numpy(world), protocol, skeleton).numpy()
+    return ModelInputs(world=world, X=X, fps=frame_rates(protocol, fps, [m.shape[1] for m in motions], num_frames))
 
 
 def recognizer_inputs(motions, protocol: str, skeleton, num_frames: int, num_persons: int) -> np.ndarray:
@@ -75,23 +94,35 @@ def normalise(x: torch.Tensor, protocol: str, skeleton) -> torch.Tensor:
     else:
         centre = x[:, 0, 0, skeleton.center_joint][:, None, None, None, :]  # (N, 1, 1, 1, 3)
         centred = x - centre
-        rotation = _rotation_y(_facing_angle(x[:, 0, 0], skeleton))
+        rotation = _rotation_y(*_facing_direction(x[:, 0, 0], skeleton))
     turned = torch.einsum("nij,nmtvj->nmtvi", rotation, centred)
     return torch.where(present, turned, torch.zeros_like(turned))
 
 
 # ---- geometry (torch mirrors of attacks.preprocessing) ---------------------------------
 
-def _facing_angle(frame: torch.Tensor, skeleton) -> torch.Tensor:
-    """(N, V, 3) -> (N,) turn about y that maps right - left onto -x (the body faces +z)."""
+def _facing_direction(frame: torch.Tensor, skeleton) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, V, 3) -> cos and sin (N,) of the turn about y that maps right - left onto -x
+    (the body then faces +z); no turn where the lateral axis is degenerate."""
     lateral = _lateral(frame, skeleton)
     if lateral is None:
-        return frame.new_zeros(frame.shape[0])
-    lx, lz = -lateral[:, 0], -lateral[:, 2]
-    degenerate = torch.hypot(lx, lz) < 1e-9
-    safe_x = torch.where(degenerate, torch.ones_like(lx), lx)
-    safe_z = torch.where(degenerate, torch.zeros_like(lz), lz)
-    return torch.where(degenerate, torch.zeros_like(lx), torch.atan2(safe_z, safe_x))
+        return frame.new_ones(frame.shape[0]), frame.new_zeros(frame.shape[0])
+    return _unit_direction(-lateral[:, 0], -lateral[:, 2])
+
+
+def _unit_direction(x: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x, z) / |(x, z)|, i.e. cos and sin of atan2(z, x), and (1, 0) where |(x, z)| < 1e-9.
+
+    Only exactly rounded operations (no atan2, cos, sin): their vectorised and scalar
+    kernels can differ in the last bit, which would make a clip's view depend on its
+    position in the batch; this way a clip is normalised bit-identically whether it is
+    batched with the whole split or with a streamed chunk (`attacks.clip_cache`).
+    """
+    degenerate = x * x + z * z < 1e-18
+    safe_x = torch.where(degenerate, torch.ones_like(x), x)
+    safe_z = torch.where(degenerate, torch.zeros_like(z), z)
+    norm = torch.sqrt(safe_x * safe_x + safe_z * safe_z)
+    return safe_x / norm, safe_z / norm
 
 
 def _lateral(frame, skeleton):
@@ -119,12 +150,7 @@ def _spine_up_shoulders_x(frame: torch.Tensor, skeleton) -> torch.Tensor:
     if pair is None:
         return tilt
     upright = torch.einsum("nij,nj->ni", tilt, frame[:, pair[1]] - frame[:, pair[0]])
-    lx, lz = -upright[:, 0], -upright[:, 2]
-    degenerate = torch.hypot(lx, lz) < 1e-9
-    angle = torch.where(degenerate, torch.zeros_like(lx),
-                        torch.atan2(torch.where(degenerate, torch.zeros_like(lz), lz),
-                                    torch.where(degenerate, torch.ones_like(lx), lx)))
-    return _rotation_y(angle) @ tilt
+    return _rotation_y(*_unit_direction(-upright[:, 0], -upright[:, 2])) @ tilt
 
 
 def _minimal_rotation_to_y(vector: torch.Tensor) -> torch.Tensor:
@@ -153,10 +179,9 @@ def _minimal_rotation_to_y(vector: torch.Tensor) -> torch.Tensor:
     return torch.where(null[:, None, None], eye, rotation)
 
 
-def _rotation_y(angle: torch.Tensor) -> torch.Tensor:
-    """(N,) -> (N, 3, 3) right-handed rotations about +y."""
-    c, s = torch.cos(angle), torch.sin(angle)
-    z, o = torch.zeros_like(angle), torch.ones_like(angle)
+def _rotation_y(c: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """cos and sin (N,) of the angles -> (N, 3, 3) right-handed rotations about +y."""
+    z, o = torch.zeros_like(c), torch.ones_like(c)
     return torch.stack([torch.stack([c, z, s], -1), torch.stack([z, o, z], -1), torch.stack([-s, z, c], -1)], -2)
 
 

@@ -8,7 +8,6 @@ trained on and map adversarial motions back to world units.
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +15,10 @@ import torch
 from django.conf import settings
 from django.db import transaction
 
-from . import preprocessing, protocol_view
+from . import clip_cache, preprocessing, protocol_view
 from .evaluation import confusion_matrix, confusion_matrix_figure, predict
 from .models import Dataset, DatasetSplit, Recognizer
+from .protocol_view import ModelInputs
 from .recognizers import build_recognizer
 from .splits import PROTOCOLS as PROTOCOL_SPLITS
 from .splits import protocol_split, stratified_split
@@ -30,13 +30,6 @@ class RecognitionError(Exception):
 
 
 # ---- what a recognizer sees ------------------------------------------------------------
-
-@dataclass
-class ModelInputs:
-    world: np.ndarray  # (N, M, T, V, 3) float32, world units at the model's size: what attacks perturb
-    X: np.ndarray  # (N, M, T, V, 3) float32, what the recognizer takes (`protocol_view.normalise` of world)
-    fps: np.ndarray  # (N,) frame rate of both, so a resampled clip keeps its duration
-
 
 def default_input_spec(dataset: Dataset, num_frames: int | None = None, num_persons: int | None = None) -> dict:
     """The model's input size and the protocol whose view (`attacks.protocol_view`) it is trained on."""
@@ -63,12 +56,8 @@ def world_motion(clip) -> np.ndarray:
 
 def model_inputs(clips, skeleton, spec: dict, fps: float, protocol: str) -> ModelInputs:
     """Clips (Clip rows) -> world-unit motions at the model's size and the batch the model sees."""
-    motions = [world_motion(c) for c in clips]
-    world = protocol_view.fixed_length(motions, protocol, spec["num_frames"], spec["num_persons"])
-    with torch.no_grad():
-        X = protocol_view.normalise(torch.from_numpy(world), protocol, skeleton).numpy()
-    rates = protocol_view.frame_rates(protocol, fps, [m.shape[1] for m in motions], spec["num_frames"])
-    return ModelInputs(world=world, X=X, fps=rates)
+    return protocol_view.model_inputs([world_motion(c) for c in clips], skeleton, spec["num_frames"],
+                                      spec["num_persons"], fps, protocol)
 
 
 def recognizer_inputs(record: Recognizer, motions) -> np.ndarray:
@@ -86,6 +75,7 @@ def recognizer_inputs(record: Recognizer, motions) -> np.ndarray:
 
 # Formats whose datasets come with a published split; every other dataset is split at random.
 PROTOCOL_SPLIT_OF_FORMAT = {"ntu": "ntu-xsub"}
+SPLIT_META_KEYS = ("performer", "subject", "camera", "class_id", "label")  # what `protocol_split` reads
 
 
 def default_split_method(dataset: Dataset) -> str:
@@ -120,14 +110,18 @@ def get_or_create_split(dataset: Dataset, method: str = "stratified", val_fracti
     existing = DatasetSplit.objects.filter(dataset=dataset, name=name).first()
     if existing:
         return existing
-    rows = list(dataset.clips.order_by("index").values_list("index", "label", "meta"))
+    rows = list(dataset.clips.order_by("index").values_list("index", "label"))
     labels = np.array([r[1] for r in rows])
     try:
         if method == "stratified":
             parts = stratified_split(labels, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed,
                                      groups=groups)
         else:
-            parts = protocol_split([r[2] for r in rows], protocol=method, val_fraction=val_fraction, seed=seed,
+            # Only the keys a protocol split reads: an `ntu` clip's meta also holds its per-frame
+            # world transform, which for a whole dataset would not fit in memory.
+            metas = [{k: m[k] for k in SPLIT_META_KEYS if k in m} for m in
+                     dataset.clips.order_by("index").values_list("meta", flat=True).iterator(chunk_size=500)]
+            parts = protocol_split(metas, protocol=method, val_fraction=val_fraction, seed=seed,
                                    labels=labels, groups=groups)
     except (KeyError, ValueError) as e:
         raise RecognitionError(f"dataset {dataset.name!r} cannot use split {method!r}: {e}") from e
@@ -181,7 +175,8 @@ def train_recognizer(dataset: Dataset, arch: str, name: str, *, epochs=None, bat
     except ValueError as e:
         raise RecognitionError(str(e)) from e
     # Checked before the record exists, so an unusable split leaves no half-made recognizer behind.
-    data = {part: _arrays(split, part, skeleton, spec, dataset.fps, dataset.protocol) for part in ("train", "val", "test")}
+    # Each part is streamed from the dataset's clip cache batch by batch (bounded memory).
+    data = {part: _streamed(dataset, split, part, spec) for part in ("train", "val", "test")}
     if len(data["train"][1]) == 0 or len(data["val"][1]) == 0:
         raise RecognitionError(f"split {split.name} leaves no training or validation clips")
     if record is None:
@@ -201,7 +196,8 @@ def train_recognizer(dataset: Dataset, arch: str, name: str, *, epochs=None, bat
                    **train_kwargs)
 
     model = result.model
-    probs = {part: predict(model, data[part][0], device=device) for part in ("train", "val", "test")}
+    probs = {part: predict(model, data[part][0], device=device) if len(data[part][1])
+             else np.zeros((0, dataset.num_classes)) for part in ("train", "val", "test")}
     acc = {part: float((probs[part].argmax(1) == data[part][1]).mean()) if len(data[part][1]) else None
            for part in probs}
     cm = confusion_matrix(data["test"][1], probs["test"].argmax(1), dataset.num_classes) \
@@ -224,13 +220,10 @@ def train_recognizer(dataset: Dataset, arch: str, name: str, *, epochs=None, bat
     return record
 
 
-def _arrays(split, part, skeleton, spec, fps, protocol):
-    clips = split_clips(split, part)
-    if not clips:
-        shape = (0, spec["num_persons"], spec["num_frames"], skeleton.num_joints, 3)
-        return np.zeros(shape, np.float32), np.zeros(0, np.int64)
-    inputs = model_inputs(clips, skeleton, spec, fps, protocol)
-    return inputs.X, np.array([c.label for c in clips], dtype=np.int64)
+def _streamed(dataset, split, part, spec):
+    """(`ClipInputs` of a split part in index order, its labels): what training reads."""
+    inputs = clip_cache.split_inputs(dataset, sorted(split.indices(part)), spec, dataset.protocol)
+    return inputs, inputs.labels
 
 
 def load_model(record: Recognizer, device="cpu") -> torch.nn.Module:

@@ -335,13 +335,18 @@ def _better(record: dict, best: dict) -> bool:
 
 
 def _as_tensors(data, name):
+    """(X, y) as tensors; an X too large for memory (a `torch.utils.data.Dataset` whose
+    indexing by a tensor of positions returns that batch, `attacks.clip_cache.ClipInputs`)
+    is kept as it is and read batch by batch."""
     try:
         X, y = data
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be a pair (X, y)") from None
-    X = torch.as_tensor(np.asarray(X, dtype=np.float32) if not torch.is_tensor(X) else X, dtype=torch.float32).cpu()
+    if not isinstance(X, torch.utils.data.Dataset):
+        X = torch.as_tensor(np.asarray(X, dtype=np.float32) if not torch.is_tensor(X) else X,
+                            dtype=torch.float32).cpu()
     y = torch.as_tensor(np.asarray(y) if not torch.is_tensor(y) else y, dtype=torch.long).cpu()
-    if X.ndim != 5 or X.shape[-1] != 3:
+    if len(X.shape) != 5 or X.shape[-1] != 3:
         raise ValueError(f"{name}: X must be (N, M, T, V, 3), got {tuple(X.shape)}")
     if len(X) != len(y):
         raise ValueError(f"{name}: {len(X)} motions but {len(y)} labels")

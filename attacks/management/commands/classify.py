@@ -1,4 +1,5 @@
 import json
+import zipfile
 
 import numpy as np
 from django.core.management.base import BaseCommand, CommandError
@@ -28,9 +29,11 @@ class Command(BaseCommand):
             raise CommandError(f"no recognizer named {o['recognizer']!r}") from None
         except RecognitionError as e:
             raise CommandError(str(e)) from e
-        motions = self._read(o["input"], record.dataset.get_skeleton().num_joints, o["key"])
-        # World units (or already normalised) in; the recognizer's own protocol view out.
-        probs = predict(model, recognizer_inputs(record, motions))
+        # World units (or already normalised) in; the recognizer's own protocol view out. Read and
+        # classified CHUNK clips at a time (whole batches of `predict`: the same batches as at once).
+        probs = np.concatenate([predict(model, recognizer_inputs(record, motions), batch_size=BATCH)
+                                for motions in self._read(o["input"], record.dataset.get_skeleton().num_joints,
+                                                          o["key"])])
         names = record.dataset.class_names
         best = top_k(probs, o["top"])
         rows = [{"clip": i, "label": int(best[i, 0]), "class": names[best[i, 0]],
@@ -44,15 +47,49 @@ class Command(BaseCommand):
             self.stdout.write(f"{r['clip']:5d}  {r['class']} ({r['top'][0]['probability']:.2f})  | {alts}")
 
     def _read(self, path, num_joints, key=None):
+        """Lists of motions, CHUNK clips at a time, cut to their lengths."""
         try:
             z = np.load(path, allow_pickle=False)
             key = key or ("clips" if "clips" in z.files or "adversarial" not in z.files else "adversarial")
             if key not in z.files:
                 raise CommandError(f"{path}: no array {key!r} (it holds {', '.join(z.files)})")
-            clips = np.asarray(z[key], dtype=np.float32)
-        except (OSError, ValueError) as e:
+            shape, chunks = npz_rows(path, key, CHUNK)
+        except (OSError, ValueError, zipfile.BadZipFile) as e:
             raise CommandError(f"{path}: cannot read {key or 'clips'} ({e})") from None
-        if clips.ndim != 5 or clips.shape[-1] != 3 or clips.shape[3] != num_joints:
-            raise CommandError(f"{path}: {key!r} must be (N, M, T, {num_joints}, 3), got {clips.shape}")
-        lengths = z["lengths"] if "lengths" in z.files else np.full(len(clips), clips.shape[2])
-        return [c[:, : int(n)] for c, n in zip(clips, lengths)]
+        if len(shape) != 5 or shape[-1] != 3 or shape[3] != num_joints:
+            raise CommandError(f"{path}: {key!r} must be (N, M, T, {num_joints}, 3), got {shape}")
+        if not shape[0]:
+            raise CommandError(f"{path}: {key!r} holds no clips")
+        lengths = z["lengths"] if "lengths" in z.files else np.full(shape[0], shape[2])
+        start = 0
+        for clips in chunks:
+            yield [c[:, : int(n)] for c, n in zip(clips, lengths[start:start + len(clips)])]
+            start += len(clips)
+
+
+BATCH = 64
+CHUNK = 16 * BATCH  # clips in memory at once
+
+
+def npz_rows(path, key, rows):
+    """(shape, iterator of float32 arrays of up to `rows` leading rows) of array `key` in an .npz,
+    read from the archive piece by piece (compressed or not), never the whole array at once."""
+    archive = zipfile.ZipFile(path)
+    member = archive.open(f"{key}.npy")
+    version = np.lib.format.read_magic(member)
+    shape, fortran, dtype = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                             else np.lib.format.read_array_header_2_0)(member)
+    if fortran or dtype.hasobject:
+        raise ValueError(f"array {key!r} is not a C-ordered numeric array")
+    row_items = int(np.prod(shape[1:], dtype=np.int64))
+
+    def chunks():
+        with archive, member:
+            for start in range(0, shape[0], rows):
+                n = min(rows, shape[0] - start)
+                data = member.read(n * row_items * dtype.itemsize)
+                if len(data) != n * row_items * dtype.itemsize:
+                    raise CommandError(f"{path}: array {key!r} is truncated")
+                yield np.frombuffer(data, dtype=dtype).reshape(n, *shape[1:]).astype(np.float32)
+
+    return shape, chunks()
