@@ -9,13 +9,14 @@ a resumed run stores exactly what an uninterrupted one would have.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from pathlib import Path
 
 import numpy as np
 import torch
 from django.conf import settings
-from django.db import transaction
+from django.db import reset_queries, transaction
 from django.utils import timezone
 
 from . import protocol_view
@@ -23,8 +24,7 @@ from .clip_cache import ClipInputs, split_inputs
 from .evaluation import predict as predict_probs
 from .evaluation import predict_logits
 from .losses import PERCEPTUAL_KINDS, STRATEGIES, attack_success
-from .methods import (METHODS, MotionDiscriminator, attack_in_batches, method_config, random_targets,
-                      train_motion_discriminator)
+from .methods import METHODS, MotionDiscriminator, attack_in_batches, method_config, prepare_ciasa, random_targets
 from .methods.smart import DEFAULT_PRESET, PRESET_VERSIONS, PRESETS
 from .metrics import perceptual_metrics
 from .models import AdversarialSample, GenerationRun, Recognizer, TransferResult, motion_to_bytes
@@ -69,8 +69,10 @@ class GenerationScope:
 # computes, so that re-running a command after an upgrade starts a new run instead of
 # completing an old one with samples of another definition. 2: SMART's perceptual terms
 # balanced, derivatives per second (2026-12-02). 3: attacks perturb world-unit motions through the
-# recognizer's own normalisation and success is judged on the stored sample (2026-12-02).
-ENGINE_VERSION = 3
+# recognizer's own normalisation and success is judged on the stored sample (2026-12-02). 4: CIASA
+# complete: angle limits learned from the training split by default, the discriminator trained on
+# training clips alternately with the attack, realignment alternated with the L∞ clip (2026-12-03).
+ENGINE_VERSION = 4
 STREAM_CHUNK = 1024  # clips whose motions an attack holds in memory at once (rounded to whole batches)
 
 
@@ -159,13 +161,8 @@ def prepare_run(run: GenerationRun, *, device="cpu", status="running"):
     run.total, run.skipped = len(clips), int((~attackable).sum())
     run.status = status
     run.save(update_fields=["total", "skipped", "status"])
-    if len(positions) and _needs_discriminator(run.config) and not discriminator_path(run).exists():
-        # Trained on the whole attackable scope, seeded, stored once: every worker and every
-        # resumed run attacks with the same weights, whatever device it runs on.
-        disc = train_motion_discriminator(
-            torch.from_numpy(inputs.model_inputs(positions[:512]).world).to(device), recognizer.dataset.get_skeleton(),
-            steps=method_config("ciasa", **run.config["options"]).discriminator_steps, seed=run.config["seed"])
-        save_discriminator(disc, discriminator_path(run))
+    if len(positions) and _needs_preparation(run.config) and not preparation_path(run).exists():
+        prepare_ciasa_run(run, clips, model, device=device)
     return load_scope(run, clips=clips, labels=labels), positions, model, inputs
 
 
@@ -178,8 +175,11 @@ def load_scope(run: GenerationRun, *, clips=None, labels=None) -> GenerationScop
     options = dict(run.config["options"])
     if run.config.get("preset"):
         options["preset"] = run.config["preset"]["name"]
-    if _needs_discriminator(run.config) and discriminator_path(run).exists():
-        options["discriminator"] = load_discriminator(discriminator_path(run), skeleton)
+    if _needs_preparation(run.config) and preparation_path(run).exists():
+        if discriminator_path(run).exists():
+            options["discriminator"] = load_discriminator(discriminator_path(run), skeleton)
+        bounds = discriminator_path(run).with_name("angle_bounds.npy")
+        options["angle_bounds"] = np.load(bounds) if bounds.exists() else "none"
     return GenerationScope(run=run, recognizer=recognizer, config=run.config, clips=clips, labels=labels,
                            targets=_targets(run.config, labels, recognizer.dataset), options=options,
                            skeleton=skeleton)
@@ -206,8 +206,8 @@ def attack_positions(scope: GenerationScope, positions, *, model=None, inputs=No
     todo = np.array([int(i) for i in positions if int(i) not in stored], dtype=np.int64)
     if not len(todo):
         return 0
-    if _needs_discriminator(config) and "discriminator" not in scope.options:
-        raise RecognitionError(f"run {run.pk} has no stored discriminator ({discriminator_path(run)}); "
+    if _needs_preparation(config) and not preparation_path(run).exists():
+        raise RecognitionError(f"run {run.pk} has no stored CIASA preparation ({preparation_path(run)}); "
                                "prepare the run first")
     recognizer = scope.recognizer
     protocol = view_protocol(recognizer)
@@ -256,6 +256,7 @@ def attack_positions(scope: GenerationScope, positions, *, model=None, inputs=No
             # Another worker may have stored some of these clips (a redelivered shard): the
             # results are identical, and the unique (run, clip) constraint keeps one of each.
             AdversarialSample.objects.bulk_create(rows, ignore_conflicts=True)
+        reset_queries()  # with DEBUG on, Django would keep every batch's SQL, motions in hex included
         written += len(rows)
         if GenerationRun.objects.filter(pk=run.pk, status="cancelled").exists():
             raise GenerationCancelled(f"run {run.pk} was cancelled")
@@ -287,6 +288,71 @@ def discriminator_path(run: GenerationRun) -> Path:
     """Per run (and its creation time, since a deleted run's id may come back)."""
     stamp = int(run.created_at.timestamp() * 1000)
     return Path(settings.DATA_DIR) / "generation" / f"run-{run.pk}-{stamp}" / "discriminator.pt"
+
+
+def preparation_path(run: GenerationRun) -> Path:
+    """Written last when a CIASA run is prepared: its presence means the box and D are stored."""
+    return discriminator_path(run).with_name("preparation.json")
+
+
+def prepare_ciasa_run(run: GenerationRun, scope_clips, model, *, device="cpu") -> dict:
+    """Learn CIASA's angle box and train its discriminator on clean clips outside the scope.
+
+    The clips are the recognizer's training split minus any clip in the run's scope (a run
+    attacking the training split falls back to the validation split minus the scope), the
+    ones it classifies correctly (the discriminator's fakes are CIASA's own AB attacks on
+    them). Both are stored under DATA_DIR with the clip ids they came from, also kept in
+    `run.preparation`, so every worker and resumed run uses the same ones.
+    """
+    recognizer = run.recognizer
+    skeleton = recognizer.dataset.get_skeleton()
+    in_scope = {c.pk for c in scope_clips}
+    pool = [c for c in split_clips(recognizer.split, "train") if c.pk not in in_scope]
+    part = "train"
+    if not pool:
+        pool, part = [c for c in split_clips(recognizer.split, "val") if c.pk not in in_scope], "val"
+    cfg = method_config("ciasa", **run.config["options"])
+    record = {"clip_part": part}
+    if cfg.needs_training_motions:
+        if not pool:
+            raise RecognitionError(f"run {run.pk}: CIASA needs clean clips outside the attacked ones "
+                                   "(training or validation split) for its angle box and discriminator")
+        protocol = view_protocol(recognizer)
+        inputs = model_inputs(pool, skeleton, recognizer.input_spec, recognizer.dataset.fps, protocol)
+        labels = np.array([c.label for c in pool], dtype=np.int64)
+        correct = predict_probs(model, inputs.X, device=device).argmax(1) == labels
+        keep = np.flatnonzero(correct) if correct.any() else np.arange(len(pool))
+        pool = [pool[i] for i in keep]
+        world = torch.from_numpy(inputs.world[keep]).to(device)
+
+        def preprocess(x):
+            return protocol_view.normalise(x, protocol, skeleton)
+
+        prepared, made = prepare_ciasa(cfg, model, skeleton, world, labels[keep], preprocess=preprocess,
+                                       seed=run.config["seed"])
+        if "angle_bounds" in made:
+            record["angle_bounds"] = made["angle_bounds"]
+            record["angle_bounds_clip_ids"] = [c.pk for c in pool] if made["angle_bounds"] == "train" else []
+        if "discriminator_positions" in made:
+            record["discriminator_clip_ids"] = sorted(pool[i].pk for i in made["discriminator_positions"])
+    else:  # a given box (or none) and no discriminator: nothing to learn
+        prepared, made = prepare_ciasa(cfg, model, skeleton, seed=run.config["seed"])
+        record.update(made)
+    leaked = set(record.get("discriminator_clip_ids", ())) & in_scope
+    if leaked:  # pragma: no cover - guarded by construction
+        raise RecognitionError(f"run {run.pk}: the discriminator would see attacked clips {sorted(leaked)[:5]}")
+    path = discriminator_path(run)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if prepared.discriminator is not None:
+        save_discriminator(prepared.discriminator, path)
+    if prepared.angle_bounds is not None:
+        np.save(path.with_name("angle_bounds.npy"), np.asarray(prepared.angle_bounds, dtype=np.float64))
+    tmp = preparation_path(run).with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(record))
+    os.replace(tmp, preparation_path(run))
+    GenerationRun.objects.filter(pk=run.pk).update(preparation=record)
+    run.preparation = record
+    return record
 
 
 def save_discriminator(disc: MotionDiscriminator, path: Path):
@@ -330,8 +396,8 @@ def _targets(config, labels, dataset):
     return np.full(len(labels), target)
 
 
-def _needs_discriminator(config) -> bool:
-    return config["method"] == "ciasa" and bool(method_config("ciasa", **config["options"]).gan_weight)
+def _needs_preparation(config) -> bool:
+    return config["method"] == "ciasa"
 
 
 def success_criterion(strategy, probs_after: np.ndarray, label: int, target, top_n) -> bool:

@@ -29,6 +29,7 @@ def perceptual_metrics(original, adversarial, skeleton, mask=None, fps=None) -> 
     out = {
         "mean_displacement": mean_joint_displacement(original, adversarial, mask),
         "max_displacement": max_joint_displacement(original, adversarial, mask),
+        "linf_displacement": linf_displacement(original, adversarial, mask),
         "bone_length_error": bone_length_error(original, adversarial, skeleton, mask),
     }
     for order, name in DERIVATIVE_NAMES.items():
@@ -47,6 +48,14 @@ def max_joint_displacement(original, adversarial, mask=None) -> np.ndarray:
     """Largest ‖q̂ − q‖ over real frames, present persons and joints (metres), (N,)."""
     q, qa, valid = _prepare(original, adversarial, mask)
     d = (qa - q).norm(dim=-1) * valid[..., None]
+    return d.flatten(1).max(dim=1).values.numpy() if d.numel() else np.zeros(len(q))
+
+
+def linf_displacement(original, adversarial, mask=None) -> np.ndarray:
+    """Largest |q̂ − q| of any coordinate over real frames and present persons (metres),
+    (N,): the effective L∞ budget a sample used."""
+    q, qa, valid = _prepare(original, adversarial, mask)
+    d = (qa - q).abs().amax(dim=-1) * valid[..., None]
     return d.flatten(1).max(dim=1).values.numpy() if d.numel() else np.zeros(len(q))
 
 

@@ -171,6 +171,14 @@ class GenerationRun(models.Model):
     shards = models.PositiveIntegerField(default=0, help_text="Shards sent to Celery workers (0: run in-process)")
     shards_finished = models.JSONField(default=list, blank=True, help_text="Indices of the shards workers finished")
     queue_options = models.JSONField(default=dict, blank=True, help_text="Shard size and batch size of a queued run")
+    calibration = models.JSONField(
+        default=dict, blank=True,
+        help_text="Set on a run chosen by calibrate_budget: the reference run and success it matched, the "
+                  "tolerance, and every budget tried with its success rate")
+    preparation = models.JSONField(
+        default=dict, blank=True,
+        help_text="What the run's fixed parts were made from (CIASA: angle-box source, the clip ids its "
+                  "discriminator was trained on)")
 
     class Meta:
         ordering = ["-created_at"]
@@ -234,6 +242,8 @@ class AdversarialSample(models.Model):
     iterations = models.PositiveIntegerField()
     mean_displacement = models.FloatField(help_text="metres")
     max_displacement = models.FloatField(help_text="metres")
+    linf_displacement = models.FloatField(null=True, blank=True,
+                                          help_text="metres: largest change of any coordinate (the L∞ budget used)")
     bone_length_error = models.FloatField(help_text="metres")
     velocity_deviation = models.FloatField()
     acceleration_deviation = models.FloatField()

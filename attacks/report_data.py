@@ -28,7 +28,7 @@ from django.conf import settings
 from django.db.models import F
 from django.utils import timezone
 
-from . import generation, reports
+from . import generation, report_protocol, reports
 from .methods.smart import DEFAULT_PRESET
 from .models import AdversarialSample, GenerationRun, RobustnessReport, TransferResult
 
@@ -78,12 +78,19 @@ def report_records(filters: ReportFilters) -> tuple[pd.DataFrame, pd.DataFrame, 
                  "total": r.total, "skipped": r.skipped, "created_at": r.created_at,
                  "options": reports.options_label(_variant_options(r.config or {})),
                  "preset": preset_label(r.config or {}),
+                 "calibrated": "reference_run" in (r.calibration or {}), "calibration": r.calibration or {},
+                 "budget": run_budget(r.method, r.config or {}),
+                 "iteration_budget": (r.config or {}).get("iterations", np.nan),
                  "engine": run_engine(r), "outdated": run_engine(r) != generation.ENGINE_VERSION} for r in runs]
     if not filters.old_engines:
         run_rows = [r for r in run_rows if not r["outdated"]]
     run_ids = [r["run_id"] for r in run_rows]
-    samples = AdversarialSample.objects.filter(run_id__in=run_ids).order_by("id").values(
-        "run_id", "clip_id", "success", "attack_success", "iterations", *reports.METRICS, sample_id=F("id"))
+    samples = list(AdversarialSample.objects.filter(run_id__in=run_ids).order_by("id").values(
+        "run_id", "clip_id", "success", "attack_success", "iterations", "label", *reports.METRICS, sample_id=F("id"),
+        class_names=F("recognizer__dataset__class_names")))
+    for s in samples:
+        names = s.pop("class_names") or []
+        s["class_name"] = names[s["label"]] if s["label"] < len(names) else str(s["label"])
     transfers = TransferResult.objects.filter(sample__run_id__in=run_ids).order_by("id")
     if filters.recognizers:
         transfers = transfers.filter(recognizer__name__in=filters.recognizers)
@@ -92,6 +99,26 @@ def report_records(filters: ReportFilters) -> tuple[pd.DataFrame, pd.DataFrame, 
                                  label=F("sample__label"))
     return (reports.frame(run_rows, reports.RUN_COLUMNS), reports.frame(list(samples), reports.SAMPLE_COLUMNS),
             reports.frame(list(transfers), reports.TRANSFER_COLUMNS))
+
+
+def run_budget(method: str, config: dict) -> float:
+    """The run's budget parameter when its options vary nothing else: ε for IAA / CIASA
+    (with or without the step), lr for SMART and its ablations at the default preset; NaN
+    for any other variant (it is not a point of the budget sweep)."""
+    from .calibration import BUDGET_PARAMETER
+    from .methods import method_config
+
+    options = dict(config.get("options") or {})
+    parameter = BUDGET_PARAMETER.get(method)
+    preset = config.get("preset")
+    if parameter is None or (isinstance(preset, dict) and preset.get("name") != DEFAULT_PRESET):
+        return np.nan
+    if set(options) - {parameter, "step_size" if parameter == "epsilon" else parameter}:
+        return np.nan
+    try:
+        return float(getattr(method_config(method, **options), parameter))
+    except (TypeError, ValueError):
+        return np.nan
 
 
 def preset_label(config: dict) -> str:
@@ -169,6 +196,7 @@ def build_report(filters: ReportFilters, out_dir, name: str | None = None, metho
             figures.append(reports.correlation_heatmap(matrix, joint_names, title, out_dir / f"{stem}.png", kind))
     tables["vulnerability"] = pd.DataFrame(
         summary, columns=["recognizer", "correlation", "samples", "mean_diagonal", "mean_off_diagonal", "undefined"])
+    figures += protocol_figures(tables, out_dir)
     tables = _ordered(tables)
 
     files += reports.write_tables(tables, out_dir)
@@ -182,6 +210,23 @@ def build_report(filters: ReportFilters, out_dir, name: str | None = None, metho
     report.figures = _publish_figures(figures, report.pk)
     report.save(update_fields=["figures"])
     return ReportResult(report=report, tables=tables, files=files)
+
+
+def protocol_figures(tables: dict[str, pd.DataFrame], out_dir: Path) -> list[Path]:
+    """Per recognizer: success against iteration (every reported run) and, where budgets
+    were swept or calibrated, success against the budget; each figure's numbers are rows
+    of success_curves_long.csv / budget_sweep.csv (and per-recognizer CSVs beside the PNGs)."""
+    figures = []
+    curves, sweep = tables["success_curves_long"], tables["budget_sweep"]
+    for recognizer in sorted(set(curves["recognizer"])):
+        stem = out_dir / f"success_curves_{recognizer}"
+        curves[curves["recognizer"] == recognizer].to_csv(stem.with_suffix(".csv"), index=False)
+        figures.append(report_protocol.success_curve_figure(curves, recognizer, stem.with_suffix(".png")))
+    for recognizer in sorted(set(sweep["recognizer"])):
+        stem = out_dir / f"budget_sweep_{recognizer}"
+        sweep[sweep["recognizer"] == recognizer].to_csv(stem.with_suffix(".csv"), index=False)
+        figures.append(report_protocol.budget_sweep_figure(sweep, recognizer, stem.with_suffix(".png")))
+    return figures
 
 
 def _chunk_features(chunk) -> list[dict[str, np.ndarray]]:

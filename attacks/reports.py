@@ -9,9 +9,12 @@ Record columns:
 - runs: run_id, recognizer, arch, dataset, test_accuracy, method, strategy, top_n,
   total, skipped, created_at (anything sortable; later = larger), options, and
   optionally engine (the run's engine version) and outdated (True for a run of an older
-  engine than the current one; missing = False)
-- samples: sample_id, run_id, clip_id, success, iterations and the perceptual metric
-  columns of `METRICS`
+  engine than the current one; missing = False), calibrated (True for the run a budget
+  calibration chose, `attacks.calibration`), calibration (its record), budget (the run's
+  ε for IAA / CIASA or lr for SMART when its options differ from the defaults in nothing
+  else; NaN otherwise) and iteration_budget
+- samples: sample_id, run_id, clip_id, success, iterations, label, class_name and the
+  perceptual metric columns of `METRICS`
 - transfers: sample_id, target (recognizer name), label, label_clean, success
 
 Success rates always count samples: successes / attacked samples of one run. When
@@ -34,13 +37,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-METRICS = ("mean_displacement", "max_displacement", "bone_length_error", "velocity_deviation",
+METRICS = ("mean_displacement", "max_displacement", "linf_displacement", "bone_length_error", "velocity_deviation",
            "acceleration_deviation", "jerk_deviation")
 METHOD_ORDER = ("smart", "iaa", "ciasa", "l2", "l2-acc", "l2-bone")
 CORRELATION_KINDS = ("displacement-displacement", "displacement-speed", "displacement-acceleration")
 RUN_COLUMNS = ("run_id", "recognizer", "arch", "dataset", "test_accuracy", "method", "strategy", "top_n",
-               "total", "skipped", "created_at", "options", "engine", "outdated", "preset")
-SAMPLE_COLUMNS = ("sample_id", "run_id", "clip_id", "success", "attack_success", "iterations", *METRICS)
+               "total", "skipped", "created_at", "options", "engine", "outdated", "preset", "calibrated",
+               "calibration", "budget", "iteration_budget")
+SAMPLE_COLUMNS = ("sample_id", "run_id", "clip_id", "success", "attack_success", "iterations", "label", "class_name",
+                  *METRICS)
 TRANSFER_COLUMNS = ("sample_id", "target", "label", "label_clean", "success", "in_target_training")
 MISSING = "–"
 
@@ -62,23 +67,35 @@ def robustness_tables(runs, samples, transfers=None, method: str = "smart",
                       transfer_attacks=None) -> dict[str, pd.DataFrame]:
     """Every table of the report, by file stem: Table 1 (wide and long), skipped clips,
     Table 3 transfer matrices (one per attack with transfer results; `transfer_attacks`
-    None means every attack of `method`), Table 4 upper (all successes and matched
-    success)."""
+    None means every attack of `method`), Table 4 upper (all successes, in the paper's layout, SMART against each method at matched
+    success), the calibrations, per-class success, success against iteration and budget
+    (`attacks.report_protocol`)."""
+    from . import report_protocol as protocol
+
     runs, samples = frame(runs, RUN_COLUMNS), frame(samples, SAMPLE_COLUMNS)
     transfers = frame(transfers, TRANSFER_COLUMNS)
     long = success_table(runs, samples, method)
     tables = {"table1": table1(long), "table1_long": long, "skipped": skipped_table(long)}
     if transfer_attacks is None:
         transfer_attacks = sorted(set(long["attack"]), key=_attack_order)
+    transfer_cells = {}
     for attack in transfer_attacks:
         cells = transfer_table(runs, samples, transfers, attack=attack, method=method)
         if (cells["source"] != cells["target"]).any():  # a diagonal alone is no transfer table
             key = f"table3_transfer_{attack.lower()}"
             tables[key] = transfer_matrix(cells)
             tables[f"{key}_long"] = cells
-    upper, matched = method_comparison(runs, samples)
+            transfer_cells[attack] = cells
+    if transfer_cells:
+        tables["table3"] = protocol.table3_paper(transfer_cells)
+    upper = method_comparison(runs, samples)
     tables["table4"] = upper
-    tables["table4_matched"] = matched
+    tables["table4_paper"] = protocol.table4_paper(upper)
+    tables["table4_pairwise"] = protocol.pairwise_matched(runs, samples)
+    tables["calibration"] = protocol.calibration_table(runs, samples)
+    tables["per_class"] = protocol.per_class_success(runs, samples)
+    tables["budget_sweep"] = protocol.budget_sweep(runs, samples)
+    tables["success_curves_long"] = protocol.success_curves(runs, samples)
     return tables
 
 
@@ -102,7 +119,9 @@ def select_runs(runs, samples) -> pd.DataFrame:
     one exists, even a current variant: including old runs only adds rows, it never changes
     one), among outdated runs the newest engine; then a run with the method's default
     options before any variant (a sweep of w or γ in the same database must not stand in
-    for the method), then the most attacked samples, then the latest.
+    for the method) — except that a run chosen by a budget calibration comes before both
+    (the paper compares IAA and CIASA tuned to SMART's success) —, then the most attacked
+    samples, then the latest.
 
     Adds the columns attack, attacked and succeeded (per-sample counts)."""
     runs, samples = frame(runs, RUN_COLUMNS), frame(samples, SAMPLE_COLUMNS)
@@ -118,8 +137,9 @@ def select_runs(runs, samples) -> pd.DataFrame:
     runs["current_engine"] = ~runs["outdated"]
     runs["engine_rank"] = pd.to_numeric(runs["engine"], errors="coerce").fillna(0)
     runs["default_options"] = runs["options"].fillna("").eq("")
-    runs = runs.sort_values(["current_engine", "engine_rank", "default_options", "attacked", "created_at", "run_id"],
-                            ascending=False, kind="stable")
+    runs["calibrated"] = runs["calibrated"].astype(object).where(runs["calibrated"].notna(), False).astype(bool)
+    runs = runs.sort_values(["current_engine", "engine_rank", "calibrated", "default_options", "attacked",
+                             "created_at", "run_id"], ascending=False, kind="stable")
     runs = runs.drop(columns=["current_engine", "engine_rank"])
     return runs.drop_duplicates(["recognizer", "method", "attack"]).reset_index(drop=True)
 
@@ -136,9 +156,11 @@ def success_table(runs, samples, method: str = "smart") -> pd.DataFrame:
     chosen["order"] = chosen["attack"].map(_attack_order)
     chosen = chosen.sort_values(["dataset", "arch", "recognizer", "order"], kind="stable")
     chosen["success_rate_in_loop"] = _rate(chosen["succeeded_in_loop"], chosen["attacked"])
+    from .report_protocol import with_intervals
+    chosen = with_intervals(chosen)
     cols = ["recognizer", "arch", "dataset", "test_accuracy", "attack", "method", "preset", "run_id", "total",
-            "skipped", "attacked", "succeeded", "success_rate", "succeeded_in_loop", "success_rate_in_loop",
-            "engine", "outdated"]
+            "skipped", "attacked", "succeeded", "success_rate", "ci_low", "ci_high", "succeeded_in_loop",
+            "success_rate_in_loop", "engine", "outdated"]
     return chosen[cols].reset_index(drop=True)
 
 
@@ -218,7 +240,9 @@ def transfer_table(runs, samples, transfers, attack: str = "AB", method: str = "
                          "in_target_training": int(seen[keep].sum()), **engine})
     out = pd.DataFrame(rows, columns=[c for c in cols if c != "success_rate"])
     out["success_rate"] = _rate(out["succeeded"], out["attacked"])
-    return out[cols]
+    from .report_protocol import with_intervals
+    out = with_intervals(out)
+    return out[[*cols[:5], "ci_low", "ci_high", *cols[5:]]]
 
 
 def transfer_matrix(cells: pd.DataFrame) -> pd.DataFrame:
@@ -235,33 +259,29 @@ def transfer_matrix(cells: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["source", *names])
 
 
-def method_comparison(runs, samples) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Table 4 upper: per recognizer and attack, each method's success rate, iterations
-    to success and mean perceptual metrics over its successes; and the same metrics at
-    matched success, i.e. over the clips on which every compared method succeeded."""
+def method_comparison(runs, samples) -> pd.DataFrame:
+    """Table 4 upper: per recognizer and attack, each method's success rate (with its Wilson
+    interval), its budget (ε or lr, when the run varies only that), whether a calibration
+    chose it, iterations to success and mean perceptual metrics over its successes. The
+    comparison at matched success is pairwise (`report_protocol.pairwise_matched`)."""
     chosen = select_runs(runs, samples)
     samples = frame(samples, SAMPLE_COLUMNS)
-    upper, matched = [], []
+    upper = []
     for (recognizer, attack), group in chosen.groupby(["recognizer", "attack"], sort=True):
         group = group.assign(order=group["method"].map(_method_order)).sort_values("order", kind="stable")
-        per_method = {r.method: samples[samples["run_id"] == r.run_id] for r in group.itertuples()}
-        won = [set(s.loc[s["success"].astype(bool), "clip_id"]) for s in per_method.values()]
-        common = set.intersection(*won) if won else set()
         for r in group.itertuples():
-            s = per_method[r.method]
+            s = samples[samples["run_id"] == r.run_id]
             ok = s[s["success"].astype(bool)]
-            base = {"recognizer": recognizer, "dataset": r.dataset, "attack": attack, "method": r.method}
-            engine = {"engine": r.engine, "outdated": r.outdated}
-            upper.append({**base, "attacked": r.attacked, "succeeded": r.succeeded,
-                          "success_rate": _rate(r.succeeded, r.attacked), **_metric_means(ok), **engine})
-            both = ok[ok["clip_id"].isin(common)]
-            matched.append({**base, "methods_compared": len(per_method), "matched": len(both), **_metric_means(both),
-                            **engine})
+            upper.append({"recognizer": recognizer, "arch": r.arch, "dataset": r.dataset, "attack": attack,
+                          "method": r.method, "budget": r.budget, "calibrated": bool(r.calibrated),
+                          "attacked": r.attacked, "succeeded": r.succeeded,
+                          "success_rate": _rate(r.succeeded, r.attacked), **_metric_means(ok),
+                          "engine": r.engine, "outdated": r.outdated})
+    from .report_protocol import with_intervals
     metric_cols = ["iterations_to_success", *METRICS]
-    base = ["recognizer", "dataset", "attack", "method"]
-    return (pd.DataFrame(upper, columns=[*base, "attacked", "succeeded", "success_rate", *metric_cols, "engine",
-                                         "outdated"]),
-            pd.DataFrame(matched, columns=[*base, "methods_compared", "matched", *metric_cols, "engine", "outdated"]))
+    cols = ["recognizer", "arch", "dataset", "attack", "method", "budget", "calibrated", "attacked", "succeeded",
+            "success_rate", "ci_low", "ci_high", *metric_cols, "engine", "outdated"]
+    return with_intervals(pd.DataFrame(upper, columns=[c for c in cols if c not in ("ci_low", "ci_high")]))[cols]
 
 
 # --------------------------------------------------------------------------- joint vulnerability
@@ -482,8 +502,15 @@ TABLE_TITLES = {
     "table1": "Table 1: success rate of SMART (AB, AB-N, SA) per recognizer and dataset",
     "table1_long": "Table 1 (long form, counts)",
     "skipped": "Clips skipped because the recognizer misclassified them before the attack",
-    "table4": "Table 4 upper: methods compared (metrics over each method's successes)",
-    "table4_matched": "Table 4 upper at matched success (clips every compared method fooled)",
+    "table4": "Table 4 upper: methods compared (metrics over each method's successes; Wilson 95% interval)",
+    "table4_paper": "Table 4 upper in the paper's layout: AB success of SMART, IAA and CIASA (calibrated budgets)",
+    "table4_pairwise": "Table 4 upper at matched success, pairwise: SMART against each method over the clips both "
+                       "fooled",
+    "table3": "Table 3 in the paper's layout: transfer success AB / AB5 (rows source, columns target)",
+    "calibration": "Budget calibration: IAA / CIASA epsilon tuned to the reference (SMART) run's success",
+    "per_class": "Success per true class (Wilson 95% interval)",
+    "budget_sweep": "Success against the budget (epsilon for IAA / CIASA, lr for SMART)",
+    "success_curves_long": "Success against iteration (long form, plotted in success_curves_*.png)",
     "vulnerability": "Section 4.6: joint vulnerability correlations (summary)",
 }
 
@@ -528,7 +555,8 @@ def _engine_note(row) -> str:
 
 
 def _cell(succeeded, attacked) -> str:
-    return f"{100 * succeeded / attacked:.2f} ({int(succeeded)}/{int(attacked)})" if attacked else MISSING
+    from .report_protocol import rate_cell
+    return rate_cell(succeeded, attacked)
 
 
 def _metric_means(rows: pd.DataFrame) -> dict:

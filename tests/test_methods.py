@@ -168,7 +168,7 @@ def test_padded_frames_and_absent_persons_are_untouched(method):
     q[1, :, 7:] = 0.0  # padding
     model = LinearModel(10)
     y = model(q.permute(0, 4, 2, 3, 1)).argmax(1)
-    options = {"gan_weight": 0.0} if method == "ciasa" else {}
+    options = {"gan_weight": 0.0, "angle_bounds": "none"} if method == "ciasa" else {}
     r = attack(model, q, y, NTU, method=method, fps=30, iterations=15, mask=mask, early_stop=False, **options)
     assert torch.equal(r.adversarial[1, :, 7:], q[1, :, 7:])
     assert torch.equal(r.adversarial[0, 1], q[0, 1])
@@ -232,7 +232,7 @@ def test_ciasa_output_keeps_bone_lengths_and_stays_near_budget():
     model = LinearModel(8)
     y = model(q.permute(0, 4, 2, 3, 1)).argmax(1)
     r = attack(model, q, y, NTU, method="ciasa", gan_weight=0.0, epsilon=0.01, step_size=0.002,
-               iterations=10, early_stop=False)
+               iterations=10, early_stop=False, angle_bounds="none")
     assert torch.allclose(NTU.bone_lengths(r.adversarial), NTU.bone_lengths(q), atol=1e-5)
     assert not torch.equal(r.adversarial, q)
 
@@ -253,7 +253,8 @@ def test_ciasa_gan_weight_changes_the_result(discriminator):
     q = random_ntu(3, frames=8, seed=11)
     model = LinearModel(8)
     y = model(q.permute(0, 4, 2, 3, 1)).argmax(1)
-    common = dict(method="ciasa", discriminator=discriminator, iterations=8, early_stop=False, step_size=0.002)
+    common = dict(method="ciasa", discriminator=discriminator, iterations=8, early_stop=False, step_size=0.002,
+                  angle_bounds="none")
     off = attack(model, q, y, NTU, gan_weight=0.0, **common)
     on = attack(model, q, y, NTU, gan_weight=5.0, **common)
     assert not torch.allclose(off.adversarial, on.adversarial)
@@ -261,13 +262,19 @@ def test_ciasa_gan_weight_changes_the_result(discriminator):
     assert torch.equal(on.adversarial, again.adversarial)
 
 
-def test_ciasa_trains_its_own_discriminator_when_none_is_given():
+def test_ciasa_trains_its_own_discriminator_on_the_training_motions_given():
     q = random_ntu(2, frames=6, seed=12)
+    train = random_ntu(6, frames=6, seed=14)
     model = LinearModel(6)
     y = model(q.permute(0, 4, 2, 3, 1)).argmax(1)
-    a = attack(model, q, y, NTU, method="ciasa", discriminator_steps=3, fps=30, iterations=3, early_stop=False, seed=1)
-    b = attack(model, q, y, NTU, method="ciasa", discriminator_steps=3, fps=30, iterations=3, early_stop=False, seed=1)
+    y_train = model(train.permute(0, 4, 2, 3, 1)).argmax(1)
+    common = dict(method="ciasa", discriminator_steps=3, discriminator_rounds=2, discriminator_attack_steps=2,
+                  fps=30, iterations=3, early_stop=False, seed=1, train_motions=train, train_labels=y_train)
+    a = attack(model, q, y, NTU, **common)
+    b = attack(model, q, y, NTU, **common)
     assert torch.equal(a.adversarial, b.adversarial)
+    with pytest.raises(ValueError, match="training motions"):
+        attack(model, q, y, NTU, method="ciasa", iterations=3)
 
 
 # ---- reproducibility, model state, batches -------------------------------------------------------

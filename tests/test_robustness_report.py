@@ -172,10 +172,10 @@ def test_a_variant_run_does_not_stand_in_for_the_default(world):
 def test_table1_paper_layout(world):
     t = tables_for()
     wide = t["table1"].set_index("recognizer")
-    assert wide.loc["stgcn", "toy AB"] == "75.00 (3/4)"
-    assert wide.loc["stgcn", "toy AB3"] == "25.00 (1/4)"
+    assert wide.loc["stgcn", "toy AB"] == "75.00 (3/4) [30.1–95.4]"
+    assert wide.loc["stgcn", "toy AB3"] == "25.00 (1/4) [4.6–69.9]"
     assert wide.loc["stgcn", "toy clean"] == "90.00"
-    assert wide.loc["stgcn", "other AB"] == "50.00 (1/2)"
+    assert wide.loc["stgcn", "other AB"] == "50.00 (1/2) [9.5–90.5]"
     assert wide.loc["agcn", "toy SA"] == reports.MISSING
     assert wide.loc["mean", "toy AB"] == f"{100 * (0.75 + 1.0) / 2:.2f}"
     skipped = t["skipped"]
@@ -191,32 +191,43 @@ def test_transfer_matrix_cells(world):
     assert long.loc[("toy-stgcn", "toy-agcn"), ["attacked", "succeeded", "excluded"]].tolist() == [3, 2, 1]
     assert long.loc[("toy-agcn", "toy-stgcn"), "success_rate"] == 1 / 6
     wide = t["table3_transfer_ab"].set_index("source")
-    assert wide.loc["toy-stgcn", "toy-agcn"] == "66.67 (2/3)"
-    assert wide.loc["toy-agcn", "toy-agcn"] == "100.00 (6/6)"
+    assert wide.loc["toy-stgcn", "toy-agcn"] == "66.67 (2/3) [20.8–93.9]"
+    assert wide.loc["toy-agcn", "toy-agcn"] == "100.00 (6/6) [61.0–100.0]"
     ab5 = t["table3_transfer_ab5"].set_index("source")  # AB5 samples failed white box, half "transfer"
     # Table 3 counts only samples that fooled the source: none here, so no rate; the count
     # over all of the source's samples is kept beside it.
-    assert (ab5.loc["toy-stgcn", "toy-stgcn"], ab5.loc["toy-stgcn", "toy-agcn"]) == ("0.00 (0/4)", "–")
+    assert (ab5.loc["toy-stgcn", "toy-stgcn"], ab5.loc["toy-stgcn", "toy-agcn"]) == ("0.00 (0/4) [0.0–49.0]", "–")
     ab5_long = t["table3_transfer_ab5_long"].set_index(["source", "target"])
     assert ab5_long.loc[("toy-stgcn", "toy-agcn"), ["attacked", "all_samples", "succeeded_all"]].tolist() == [0, 4, 2]
     assert "table3_transfer_sa" not in t and "table3_transfer_ab3" not in t  # no transfers of those samples
 
 
-def test_table4_all_successes_and_matched_intersection(world):
+def test_table4_all_successes_and_pairwise_matched_success(world):
     t = tables_for()
     upper = t["table4"].set_index(["recognizer", "attack", "method"])
     row = upper.loc[("toy-stgcn", "AB", "iaa")]
     assert row["success_rate"] == 3 / 4
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((0.3006, 0.9544), abs=1e-4)  # Wilson 95%
     # iaa succeeded on clips 0, 2, 3 -> k = 1, 3, 4; metric j=0 is 1.0 + 0.01 k
     assert row["mean_displacement"] == pytest.approx(1.0 + 0.01 * np.mean([1, 3, 4]))
     assert row["iterations_to_success"] == pytest.approx(np.mean([10, 30, 40]))
-    matched = t["table4_matched"].set_index(["recognizer", "attack", "method"])
-    # smart {0,1,2} ∩ iaa {0,2,3} ∩ ciasa {0,1,2,3} = clips {0, 2}
-    for method, offset in (("smart", 0.0), ("iaa", 1.0), ("ciasa", 2.0)):
-        m = matched.loc[("toy-stgcn", "AB", method)]
-        assert m["matched"] == 2 and m["methods_compared"] == 3
-        assert m["bone_length_error"] == pytest.approx(offset + 0.03 * np.mean([1, 3]))
+    assert row["budget"] == pytest.approx(0.01) and not row["calibrated"]  # IAA's default epsilon
+    pairs = t["table4_pairwise"].set_index(["recognizer", "attack", "method"])
+    # smart {0,1,2} against iaa {0,2,3}: clips {0, 2}; against ciasa {0,1,2,3}: {0, 1, 2}
+    iaa, ciasa = pairs.loc[("toy-stgcn", "AB", "iaa")], pairs.loc[("toy-stgcn", "AB", "ciasa")]
+    assert iaa["matched"] == 2 and ciasa["matched"] == 3 and iaa["reference"] == "smart"
+    f = 0.01 * (reports.METRICS.index("bone_length_error") + 1)  # the world's metric j is offset + 0.01 k (j + 1)
+    assert iaa["reference_bone_length_error"] == pytest.approx(f * np.mean([1, 3]))
+    assert iaa["method_bone_length_error"] == pytest.approx(1.0 + f * np.mean([1, 3]))
+    assert ciasa["method_bone_length_error"] == pytest.approx(2.0 + f * np.mean([1, 2, 3]))
+    assert (iaa["reference_success"], iaa["method_success"]) == (3 / 4, 3 / 4)
     assert upper.loc[("toy-stgcn", "AB", "ciasa"), "success_rate"] == 1.0
+    paper = t["table4_paper"].set_index(["dataset", "model"])
+    stgcn = paper.loc[("toy", "stgcn")]
+    assert stgcn["SMART"] == "75.00 (3/4) [30.1–95.4]" and stgcn["CIASA"].startswith("100.00 (4/4)")
+    assert stgcn["IAA epsilon"] == "0.01" and stgcn["calibrated"] == "no"
+    assert paper.loc[("toy", "agcn"), "IAA"] == reports.MISSING
+    assert paper.loc[("other", "stgcn"), "SMART"].startswith("50.00 (1/2)")
 
 
 def test_filters_restrict_rows(world):
@@ -322,7 +333,8 @@ def test_command_writes_files_and_report_row(world, data_dir, capsys):
     printed = capsys.readouterr().out
     assert "75.00 (3/4)" in printed and "Table 3" in printed
 
-    for stem in ("table1", "table1_long", "skipped", "table3_transfer_ab", "table4", "table4_matched",
+    for stem in ("table1", "table1_long", "skipped", "table3_transfer_ab", "table3", "table4", "table4_paper",
+                 "table4_pairwise", "calibration", "per_class", "budget_sweep", "success_curves_long",
                  "vulnerability"):
         assert (out / f"{stem}.csv").is_file(), stem
     assert pd.read_csv(out / "table1_long.csv").shape[0] == 5  # stgcn AB, AB3, AB5, SA; agcn AB
@@ -348,14 +360,17 @@ def test_command_writes_files_and_report_row(world, data_dir, capsys):
     assert {r["recognizer"] for r in report.tables["table1_long"]} == {"toy-stgcn", "toy-agcn"}
     assert "reports/toy/success_rates.png" in report.figures
     assert all((data_dir / p).is_file() for p in report.figures)
-    assert len(report.figures) == 1 + 3 * 2  # bar chart + three heat maps per recognizer with SMART AB successes
+    # bar chart, three heat maps per recognizer with SMART AB successes, then per recognizer success against
+    # iteration and against the budget (the default runs' epsilon / lr are one point each)
+    assert len(report.figures) == 1 + 3 * 2 + 2 + 2
 
 
 def test_command_outside_data_dir_copies_figures(world, data_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("elsewhere")
     call_command("robustness_report", out=str(out), recognizer=["other-stgcn"], vulnerability_attack="SA")
     report = RobustnessReport.objects.get()
-    assert report.figures == [f"reports/{report.pk}/success_rates.png"]  # other-stgcn has no SA run to analyse
+    assert report.figures == [f"reports/{report.pk}/{name}.png" for name in (  # other-stgcn has no SA run to analyse
+        "success_rates", "success_curves_other-stgcn", "budget_sweep_other-stgcn")]
     assert (data_dir / report.figures[0]).read_bytes() == (out / "success_rates.png").read_bytes()
     assert {r["recognizer"] for r in report.tables["table1_long"]} == {"other-stgcn"}
     assert report.tables["vulnerability"] == []
@@ -425,8 +440,8 @@ def test_old_engine_runs_on_request_only_fill_gaps_and_are_labelled(world):
     assert cell(long, "toy-agcn", "SA", "outdated") and cell(long, "toy-agcn", "SA", "engine") == old
     assert cell(long, "other-stgcn", "AB3", "engine") == 1  # no engine key: stored before versioning
     wide = t["table1"].set_index("recognizer")
-    assert wide.loc["agcn", "toy SA"] == f"50.00 (3/6) [engine {old}]"
-    assert wide.loc["stgcn", "toy AB"] == "75.00 (3/4)" and wide.loc["stgcn", "other AB3"] == "100.00 (2/2) [engine 1]"
+    assert wide.loc["agcn", "toy SA"] == f"50.00 (3/6) [18.8–81.2] [engine {old}]"
+    assert wide.loc["stgcn", "toy AB"] == "75.00 (3/4) [30.1–95.4]" and wide.loc["stgcn", "other AB3"] == "100.00 (2/2) [34.2–100.0] [engine 1]"
     upper = t["table4"].set_index(["recognizer", "attack", "method"])
     assert upper.loc[("toy-stgcn", "AB", "iaa"), "success_rate"] == 3 / 4
     assert not upper.loc[("toy-stgcn", "AB", "iaa"), "outdated"]

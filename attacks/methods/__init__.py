@@ -24,12 +24,13 @@ import torch
 from tqdm.auto import tqdm
 
 from attacks.losses import PERCEPTUAL_KINDS, STRATEGIES
-from attacks.methods.ciasa import CIASAConfig, CIASAMethod
+from attacks.methods.ciasa import CIASAConfig, CIASAMethod, linf_distance, resolve_angle_bounds
 from attacks.methods.engine import (
     AttackResult, correctly_classified, forward_logits, perturbable_mask, predict, random_targets, run_attack,
 )
 from attacks.methods.iaa import IAAConfig, IAAMethod
-from attacks.methods.motion_discriminator import MotionDiscriminator, train_motion_discriminator
+from attacks.methods.motion_discriminator import (MotionDiscriminator, train_discriminator_against_attack,
+                                                  train_motion_discriminator)
 from attacks.methods.smart import SmartConfig, SmartMethod
 from attacks.methods.skeleton_constraints import (
     bone_angle_bounds_from_motions, bone_bending_angles, project_bone_angles, realign_bones,
@@ -41,6 +42,7 @@ __all__ = [
     "METHODS", "STRATEGIES", "AttackResult", "attack", "attack_in_batches", "method_config",
     "correctly_classified", "predict", "random_targets", "perturbable_mask", "forward_logits",
     "SmartConfig", "IAAConfig", "CIASAConfig", "MotionDiscriminator", "train_motion_discriminator",
+    "train_discriminator_against_attack", "prepare_ciasa", "resolve_angle_bounds", "linf_distance",
     "realign_bones", "project_bone_angles", "bone_bending_angles", "bone_angle_bounds_from_motions",
 ]
 
@@ -75,6 +77,8 @@ def attack(
     fps=None,
     margin: float = 0.0,
     accept: Callable | None = None,
+    train_motions=None,
+    train_labels=None,
     **method_options,
 ) -> AttackResult:
     """Attack every motion of a batch; each stops at its own success (see `engine.run_attack`).
@@ -85,6 +89,9 @@ def attack(
     progress: called as progress(iteration, iterations, samples_done).
     early_stop=False runs the full budget (for throughput measurements).
     margin, accept: see `engine.run_attack` (a logit margin; a second judge before freezing).
+    train_motions, train_labels: clean training clips (never the ones attacked) from which
+    CIASA learns its joint-angle box and trains its discriminator (`prepare_ciasa`), when
+    the config does not give them.
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown attack strategy {strategy!r}: choose one of {', '.join(STRATEGIES)}")
@@ -107,9 +114,9 @@ def attack(
     else:
         targets = None
 
-    if isinstance(config, CIASAConfig) and config.gan_weight and config.discriminator is None:
-        disc = train_motion_discriminator(motions, skeleton, steps=config.discriminator_steps, seed=seed, mask=mask)
-        config = dataclasses.replace(config, discriminator=disc)
+    if isinstance(config, CIASAConfig):
+        config, _ = prepare_ciasa(config, model, skeleton, train_motions, train_labels, preprocess=preprocess,
+                                  seed=seed)
     if isinstance(config, SmartConfig):
         impl = SmartMethod(config, motions.detach(), skeleton, mask,
                            fps=None if fps is None else torch.as_tensor(fps, dtype=motions.dtype, device=device))
@@ -153,7 +160,8 @@ def attack_in_batches(
     (`indices` are positions in `motions`, `result` is on the CPU), so a caller can store
     each batch and resume later by passing only the clips it has not stored. For resumable
     SA runs, draw targets once for the whole set with `random_targets` and pass them.
-    CIASA without a discriminator trains one once, on (up to 512 of) these clips.
+    CIASA learns its angle box and trains its discriminator once, on `train_motions` /
+    `train_labels` (clean training clips, never these), unless the options give them.
     fps: a number, or one frame rate per motion (N,).
     """
     n = len(motions)
@@ -165,14 +173,14 @@ def attack_in_batches(
             num_classes = forward_logits(model, _batch(motions, [0], device), attack_options.get("preprocess")).shape[-1]
         targets = random_targets(labels_all, num_classes, seed)
     if method == "ciasa" and attack_options.get("config") is None:
-        options = {k: v for k, v in attack_options.items() if k in {f.name for f in dataclasses.fields(CIASAConfig)}}
-        cfg = CIASAConfig(**options)
-        if cfg.gan_weight and cfg.discriminator is None:
-            pick = np.random.default_rng(seed).permutation(n)[:512]
-            pick.sort()
-            sub_mask = None if masks is None else _batch(masks, pick, device)
-            attack_options["discriminator"] = train_motion_discriminator(
-                _batch(motions, pick, device), skeleton, steps=cfg.discriminator_steps, seed=seed, mask=sub_mask)
+        names = {f.name for f in dataclasses.fields(CIASAConfig)}
+        cfg = CIASAConfig(**{k: v for k, v in attack_options.items() if k in names})
+        train = attack_options.pop("train_motions", None)
+        train_labels = attack_options.pop("train_labels", None)
+        cfg, _ = prepare_ciasa(cfg, model, skeleton, None if train is None else torch.as_tensor(train).to(device),
+                               train_labels, preprocess=attack_options.get("preprocess"), seed=seed)
+        attack_options = {k: v for k, v in attack_options.items() if k not in names}
+        attack_options["config"] = cfg
 
     results = []
     starts = range(0, n, batch_size)
@@ -193,6 +201,44 @@ def attack_in_batches(
     if not results:
         raise ValueError("attack_in_batches got no motions")
     return AttackResult.concatenate(results)
+
+
+def prepare_ciasa(config: CIASAConfig, model, skeleton, train_motions=None, train_labels=None, *,
+                  preprocess=None, seed: int = 0, batch_size: int = 32):
+    """Resolve CIASA's angle box and train its discriminator from clean training motions.
+
+    Returns (config with `angle_bounds` an array or None and `discriminator` set when
+    gan_weight > 0, record) where record says what each came from: the box's source and
+    the positions in `train_motions` the discriminator saw. The discriminator is trained
+    alternately with CIASA itself (`train_discriminator_against_attack`): each round, CIASA
+    (with the current D) attacks a batch of training clips for `discriminator_attack_steps`
+    iterations, then D learns clean training clips against those perturbations.
+    """
+    record = {}
+    if config.needs_training_motions and train_motions is None:
+        raise ValueError("CIASA needs clean training motions (train_motions) to learn its angle box "
+                         "and discriminator, or angle_bounds=<array>/'none' and a discriminator (or gan_weight=0)")
+    bounds = config.angle_bounds
+    if isinstance(bounds, str):
+        record["angle_bounds"] = bounds
+    bounds = resolve_angle_bounds(bounds, skeleton, train_motions, margin=config.angle_margin)
+    config = dataclasses.replace(config, angle_bounds=bounds)
+    if config.gan_weight and config.discriminator is None:
+        q = torch.as_tensor(train_motions)
+        q = q if q.is_floating_point() else q.float()
+        labels = torch.as_tensor(np.asarray(train_labels) if not torch.is_tensor(train_labels) else train_labels).long()
+        def perturb(batch, positions, disc):
+            cfg = dataclasses.replace(config, discriminator=disc)
+            return attack(model, batch, labels[torch.as_tensor(positions)].to(batch.device), skeleton,
+                          method="ciasa", config=cfg, iterations=config.discriminator_attack_steps,
+                          early_stop=False, preprocess=preprocess, seed=seed).adversarial
+
+        disc, seen = train_discriminator_against_attack(
+            q, skeleton, perturb, warmup_steps=config.discriminator_steps, rounds=config.discriminator_rounds,
+            batch_size=batch_size, seed=seed)
+        config = dataclasses.replace(config, discriminator=disc)
+        record["discriminator_positions"] = seen
+    return config, record
 
 
 def _batch(array, idx, device):

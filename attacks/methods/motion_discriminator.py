@@ -47,6 +47,7 @@ class MotionDiscriminator(nn.Module):
         self.head = nn.Linear(hidden, 1)
 
     def forward(self, motions: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        motions = motions.to(self.feature_mean.dtype)  # differentiable: a float64 attack works with a float32 D
         f = (motion_features(motions, self.skeleton) - self.feature_mean) / self.feature_std
         h = self.net(f)  # (N, H, T)
         if mask is None:
@@ -96,20 +97,77 @@ def train_motion_discriminator(
             mean, var = f.mean(dim=(0, 2)), f.var(dim=(0, 2), unbiased=False)
         disc.feature_mean.copy_(mean[:, None])
         disc.feature_std.copy_(var.sqrt().clamp_min(1e-3)[:, None])
-    opt = torch.optim.Adam(disc.parameters(), lr=lr, betas=(0.5, 0.999))
+    opt = discriminator_optimizer(disc, lr)
     disc.train()
     for _ in range(steps):
         pick = torch.randint(0, n, (min(batch_size, n),), generator=g).to(q.device)
         real = q[pick]
         noise = (torch.rand(real.shape, generator=g) * 2 - 1).to(q.device) * noise_scale
         present = real.ne(0).flatten(2).any(dim=2)[:, :, None, None, None]
-        fake = real + noise * present
-        m = None if mask_t is None else mask_t[pick]
-        logits = torch.cat([disc(real, m), disc(fake, m)])
-        target = torch.cat([torch.ones(len(pick)), torch.zeros(len(pick))]).to(q.device)
-        loss = F.binary_cross_entropy_with_logits(logits, target)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        fit_discriminator_step(disc, opt, real, real + noise * present,
+                               None if mask_t is None else mask_t[pick])
     disc.eval()
     return disc
+
+
+def discriminator_optimizer(disc: MotionDiscriminator, lr: float = 1e-3) -> torch.optim.Optimizer:
+    return torch.optim.Adam(disc.parameters(), lr=lr, betas=(0.5, 0.999))
+
+
+def fit_discriminator_step(disc, opt, real, fake, mask=None, fake_mask=None) -> float:
+    """One step of D on real (label 1) against fake (label 0) motions; returns the loss."""
+    disc.train()
+    for p in disc.parameters():
+        p.requires_grad_(True)
+    logits = torch.cat([disc(real, mask), disc(fake.detach(), mask if fake_mask is None else fake_mask)])
+    target = torch.cat([torch.ones(len(real)), torch.zeros(len(fake))]).to(logits.device)
+    loss = F.binary_cross_entropy_with_logits(logits, target)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    return float(loss.detach())
+
+
+def train_discriminator_against_attack(
+    train_motions,
+    skeleton,
+    perturb,
+    *,
+    warmup_steps: int = 200,
+    rounds: int = 8,
+    steps_per_round: int = 5,
+    batch_size: int = 32,
+    seed: int = 0,
+    lr: float = 1e-3,
+    hidden: int = 64,
+):
+    """CIASA's discriminator, trained on clean *training* motions only, alternately with the attack.
+
+    After a warm-up against jitter (`train_motion_discriminator`), each round draws a batch
+    of training motions, lets `perturb(motions, positions, disc)` attack them with the
+    current D (the attack's own perturbations: CIASA steps, with its GAN term), then
+    updates D on another draw of clean training motions (real) against those perturbed
+    ones (fake). The clips being attacked later never enter. Returns (D, positions): the
+    positions in `train_motions` D has seen (clean or perturbed), for the record.
+    """
+    given = torch.as_tensor(train_motions).detach()
+    q = given.float()
+    n = q.shape[0]
+    disc = train_motion_discriminator(q, skeleton, steps=warmup_steps, seed=seed, batch_size=batch_size, lr=lr,
+                                      hidden=hidden)
+    seen = set(range(min(n, 512)))  # the feature statistics
+    opt = discriminator_optimizer(disc, lr)
+    g = torch.Generator(device="cpu").manual_seed(int(seed) + 1)
+    for _ in range(rounds):
+        pick = torch.randperm(n, generator=g)[: min(batch_size, n)].sort().values
+        disc.eval()
+        fake = perturb(given[pick.to(given.device)], pick.numpy(), disc).detach().float().to(q.device)
+        for _ in range(steps_per_round):
+            real_pick = torch.randint(0, n, (len(pick),), generator=g)
+            fit_discriminator_step(disc, opt, q[real_pick.to(q.device)], fake)
+            seen.update(int(i) for i in real_pick)
+        seen.update(int(i) for i in pick)
+    disc.eval()
+    for p in disc.parameters():
+        p.requires_grad_(False)
+    return disc, sorted(seen)

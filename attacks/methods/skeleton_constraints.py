@@ -31,8 +31,9 @@ def realign_bones(positions: torch.Tensor, reference: torch.Tensor, skeleton,
     """Rebuild positions from the root so every bone has the reference's length.
 
     child = parent + unit(child − parent) × |reference bone|, walking the tree from the
-    root (the root itself stays where it is). With `angle_bounds` (V, 2) degrees, bone
-    directions are first projected into their bending-angle box.
+    root (the root itself stays where it is). With `angle_bounds` (V, 2) degrees (or a box
+    per sample and frame, see `project_bone_angles`), bone directions are first projected
+    into their bending-angle box.
     """
     parents = skeleton.parents
     lengths = _per_joint(torch.linalg.vector_norm(skeleton.bone_vectors(reference), dim=-1), skeleton)
@@ -52,27 +53,28 @@ def project_bone_angles(directions: torch.Tensor, skeleton, bounds, eps: float =
     """Bring each bone's bending angle into [lo, hi] degrees (per joint; NaN = no limit).
 
     directions: unit bone directions (..., V, 3) indexed by the child joint (root row
-    unused). Processes joints parents-first so a child is judged against its parent's
-    corrected direction.
+    unused). bounds: (V, 2), or (..., V, 2) broadcastable to the directions' leading
+    shape (a box per sample and frame). Processes joints parents-first so a child is
+    judged against its parent's corrected direction.
     """
-    bounds = torch.as_tensor(np.asarray(bounds, dtype=np.float64), dtype=directions.dtype,
-                             device=directions.device)
-    lo_all, hi_all = torch.deg2rad(bounds[:, 0]), torch.deg2rad(bounds[:, 1])
+    bounds = (bounds.to(directions) if torch.is_tensor(bounds) else
+              torch.as_tensor(np.asarray(bounds, dtype=np.float64), dtype=directions.dtype, device=directions.device))
+    lo_all, hi_all = torch.deg2rad(bounds[..., 0]), torch.deg2rad(bounds[..., 1])
     parents = skeleton.parents
     out = directions.clone()
     for j in topological_order(skeleton):
         p = parents[j]
         if p == -1 or parents[p] == -1:
             continue
-        lo, hi = lo_all[j], hi_all[j]
-        if torch.isnan(lo) and torch.isnan(hi):
+        lo, hi = lo_all[..., j], hi_all[..., j]
+        if bool(torch.isnan(lo).all() and torch.isnan(hi).all()):
             continue
         lo = torch.nan_to_num(lo, nan=0.0)
         hi = torch.nan_to_num(hi, nan=float(np.pi))
         d, dp = out[..., j, :], out[..., p, :]
         cos = (d * dp).sum(-1).clamp(-1.0, 1.0)
         angle = torch.acos(cos)
-        target = angle.clamp(min=float(lo), max=float(hi))
+        target = torch.minimum(torch.maximum(angle, lo), hi)
         violating = (target != angle) & (dp.norm(dim=-1) > eps) & (d.norm(dim=-1) > eps)
         if not bool(violating.any()):
             continue

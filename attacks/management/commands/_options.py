@@ -66,3 +66,13 @@ def add_list_option(parser, *flags, type=str, default=(), help=None, **kwargs):
                         default=list(default) if default is not None else None,
                         help=(f"{help}; repeat the flag or separate values by commas" if help else
                               "repeat the flag or separate values by commas"), **kwargs)
+
+
+def recognizer_named(name):
+    """The Recognizer row called `name` (with its dataset and split), or a CommandError."""
+    from attacks.models import Recognizer
+
+    try:
+        return Recognizer.objects.select_related("dataset", "split").get(name=name)
+    except Recognizer.DoesNotExist:
+        raise CommandError(f"no recognizer named {name!r}") from None

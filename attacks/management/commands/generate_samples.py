@@ -7,7 +7,7 @@ from attacks.methods.smart import DEFAULT_PRESET, PRESETS
 from attacks.models import Recognizer, TransferResult
 from attacks.recognition import RecognitionError
 
-from ._options import parse_key_values
+from ._options import parse_key_values, recognizer_named
 
 
 class Command(BaseCommand):
@@ -44,10 +44,7 @@ class Command(BaseCommand):
         parser.add_argument("--celery-queue", help="--queue: Celery queue name (default: settings.CELERY_QUEUE)")
 
     def handle(self, *args, **o):
-        try:
-            recognizer = Recognizer.objects.select_related("dataset", "split").get(name=o["recognizer"])
-        except Recognizer.DoesNotExist:
-            raise CommandError(f"no recognizer named {o['recognizer']!r}") from None
+        recognizer = recognizer_named(o["recognizer"])
         options = parse_key_values(o["option"], "--option")
         if o["lr"] is not None:
             options["lr"] = o["lr"]
