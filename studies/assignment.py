@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import secrets
 from collections import Counter
+from contextlib import contextmanager
 from datetime import timedelta
 
 import numpy as np
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from attacks.models import AdversarialSample
@@ -160,7 +162,9 @@ def start_participation(study: Study, *, prolific_pid: str = "", prolific_study_
                 consent_at=consent.consent_at if consent else timezone.now(),
                 consent_version=consent.consent_version if consent else consent_version(config),
                 is_test=is_test, questionnaire=questionnaire or {}, series_participant=series_participant)
-            _assign_trials(study, participant, config)
+            participant.num_trials = _assign_trials(study, participant, config)
+            participant.num_answered = 0  # as `with_progress` annotates
+            participant.current_position = 0 if participant.num_trials else None
             if is_test:
                 _add_usage(_unanswered_usage(participant), -1)
     except IntegrityError:
@@ -184,8 +188,9 @@ def trial_rng(config: dict, participant: Participant) -> np.random.Generator:
     return np.random.default_rng([config["seed"], participant.seed])
 
 
-def _assign_trials(study: Study, participant: Participant, config: dict):
-    """Store a new participant's trials: practice first, then the main and catch trials.
+def _assign_trials(study: Study, participant: Participant, config: dict) -> int:
+    """Store a new participant's trials: practice first, then the main and catch trials;
+    returns how many.
 
     Practice feedback reveals the answer key of what it shows, so practice clips are
     set aside first (the most used items, so the least used stay for the main trials)
@@ -216,6 +221,7 @@ def _assign_trials(study: Study, participant: Participant, config: dict):
                     "right_method": spec.right.method if spec.right else None}))
     Trial.objects.bulk_create(rows)
     _add_usage(Counter(spec.pool_item.id for spec in main if spec.pool_item), +1)
+    return len(rows)
 
 
 def _add_usage(counts: Counter, sign: int):
@@ -238,9 +244,14 @@ def _unanswered_usage(participant: Participant) -> Counter:
 
 def release_abandoned(study: Study, now=None) -> int:
     """Mark active participants silent for longer than the study's timeout as abandoned
-    and return their unanswered stimuli to the pool. Returns how many were released."""
+    and return their unanswered stimuli to the pool. Returns how many were released.
+
+    `last_seen_at` may lag a participant's last request by up to `touch_interval` (see
+    `touch`), so the cutoff allows for that: nobody is released sooner than the timeout
+    after their last request, at most `touch_interval` later."""
     now = now or timezone.now()
-    cutoff = now - timedelta(minutes=study.config["abandon_after_minutes"])
+    config = study.config
+    cutoff = now - timedelta(minutes=config["abandon_after_minutes"]) - touch_interval(config)
     released = 0
     for participant in study.participants.filter(status=Participant.ACTIVE, last_seen_at__lt=cutoff):
         with transaction.atomic():
@@ -271,10 +282,59 @@ def current_trial(participant: Participant) -> Trial | None:
         .select_related("left", "right").first()
 
 
-def touch(participant: Participant):
-    now = timezone.now()
-    Participant.objects.filter(pk=participant.pk).update(last_seen_at=now)
+def with_progress(participants):
+    """`participants` annotated with `num_trials`, `num_answered` and `current_position`
+    (the first unanswered trial's position, None when all are answered), in the same
+    query, so a request needs no counts of its own. Correlated subqueries written out:
+    the ORM's Subquery expressions cost more to compile than the query takes to run."""
+    q = connection.ops.quote_name
+    p, t, r = (q(m._meta.db_table) for m in (Participant, Trial, Response))
+    mine = f"{t}.{q('participant_id')} = {p}.{q('id')}"
+    return participants.annotate(
+        num_trials=RawSQL(f"SELECT COUNT(*) FROM {t} WHERE {mine}", ()),
+        num_answered=RawSQL(f"SELECT COUNT(*) FROM {r} WHERE {r}.{q('participant_id')} = {p}.{q('id')}", ()),
+        current_position=RawSQL(f"SELECT MIN({t}.{q('position')}) FROM {t} WHERE {mine} AND NOT EXISTS "
+                                f"(SELECT 1 FROM {r} WHERE {r}.{q('trial_id')} = {t}.{q('id')})", ()))
+
+
+# A participant's requests move `last_seen_at` at most this often (and at most every tenth
+# of the study's timeout), not on every request: a write per request costs more than the
+# rest of it. `release_abandoned` allows for the lag.
+TOUCH_SECONDS = 60.0
+
+
+def touch_interval(config: dict) -> timedelta:
+    return timedelta(seconds=min(TOUCH_SECONDS, config["abandon_after_minutes"] * 60 / 10))
+
+
+def touch(participant: Participant, now=None, config: dict | None = None) -> bool:
+    """Note that the participant is still there (for `release_abandoned`); writes only
+    when `last_seen_at` is older than `touch_interval`. Returns whether it wrote."""
+    now = now or timezone.now()
+    interval = touch_interval(config or participant.study.config)
+    if participant.last_seen_at is not None and now - participant.last_seen_at < interval:
+        return False
+    with bookkeeping_commit():
+        Participant.objects.filter(pk=participant.pk).update(last_seen_at=now)
     participant.last_seen_at = now
+    return True
+
+
+@contextmanager
+def bookkeeping_commit():
+    """A write whose commit does not wait for the disk: PostgreSQL's synchronous_commit
+    off for this transaction alone (a durable commit waits ~4 ms for the WAL flush on the
+    development box, more than the rest of a request). For bookkeeping whose loss in a
+    database crash is harmless (the last fraction of a second of it, the database stays
+    consistent): serving times and last-seen times, never answers or assignments. On
+    other databases, or inside a caller's transaction, an ordinary write."""
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        yield
+        return
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit TO OFF")
+        yield
 
 
 def mark_served(trial: Trial, plan: dict):
@@ -283,7 +343,9 @@ def mark_served(trial: Trial, plan: dict):
     if trial.served_at is not None:
         return
     now = timezone.now()
-    if Trial.objects.filter(pk=trial.pk, served_at__isnull=True).update(served_at=now, playback_plan=plan):
+    with bookkeeping_commit():  # lost in a crash, the next fetch serves the trial again
+        updated = Trial.objects.filter(pk=trial.pk, served_at__isnull=True).update(served_at=now, playback_plan=plan)
+    if updated:
         trial.served_at, trial.playback_plan = now, plan
 
 
@@ -301,6 +363,11 @@ def answer_flags(trial: Trial, now=None) -> list[str]:
 def store_answer(participant: Participant, trial: Trial, answer: str, response_time_ms: int,
                  playback: dict) -> tuple[Response, bool]:
     """Save the answer once; a repeat returns the stored one. Returns (response, created)."""
+    if Trial.response.is_cached(trial):  # loaded with the trial (select_related): a repeat needs no INSERT
+        try:
+            return trial.response, False
+        except Response.DoesNotExist:
+            pass
     is_correct = (answer == trial.correct) if trial.correct else None
     try:
         with transaction.atomic():

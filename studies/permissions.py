@@ -78,12 +78,13 @@ class OwnsTrial(BasePermission):
 
 class TrialReached(BasePermission):
     """Answers arrive in order: the current (first unanswered) trial, or a repeat of an
-    already answered one (idempotent retry)."""
+    already answered one (idempotent retry). The view sets `current_position`, the
+    current trial's position (None when every trial is answered)."""
 
     message = "This trial has not been reached yet; answer the current trial first."
 
     def has_object_permission(self, request, view, trial):
         if hasattr(trial, "response"):
             return True
-        current = view.current
-        return current is not None and trial.position <= current.position
+        current = view.current_position
+        return current is not None and trial.position <= current

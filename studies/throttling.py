@@ -52,7 +52,12 @@ PARTICIPANT_THROTTLES = [ParticipantIPThrottle, ParticipantTokenThrottle]
 
 class ThrottledEarly:
     """Views mix this in to check the limits before they look up a token or slug (so that
-    guessing tokens is limited too); DRF's own later check then does not count twice."""
+    guessing tokens is limited too); DRF's own later check then does not count twice.
+
+    Both limits are checked with one cache read and one write (`get_many` / `set_many`:
+    a round trip each with Redis, where DRF's loop makes two per limit), with DRF's
+    sliding-window semantics: a refused request is not counted against the limit that
+    refused it."""
 
     throttle_classes = PARTICIPANT_THROTTLES
 
@@ -60,4 +65,21 @@ class ThrottledEarly:
         if getattr(self, "_throttles_checked", False):
             return
         self._throttles_checked = True
-        super().check_throttles(request)
+        keyed = [(t, t.get_cache_key(request, self)) for t in self.get_throttles() if t.rate is not None]
+        keyed = [(t, key) for t, key in keyed if key is not None]
+        if not keyed:
+            return
+        cache, now = keyed[0][0].cache, keyed[0][0].timer()
+        histories = cache.get_many([key for _, key in keyed])
+        waits, counted = [], {}
+        for throttle, key in keyed:
+            throttle.key, throttle.now = key, now
+            throttle.history = [t for t in histories.get(key, []) if t > now - throttle.duration]
+            if len(throttle.history) >= throttle.num_requests:
+                waits.append(throttle.wait())
+            else:
+                counted[key] = [now, *throttle.history]
+        if counted:
+            cache.set_many(counted, max(t.duration for t, _ in keyed))
+        if waits:
+            self.throttled(request, max((w for w in waits if w is not None), default=None))

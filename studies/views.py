@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 from functools import lru_cache
 
 from django.core.cache import cache
@@ -43,7 +44,10 @@ class ParticipantView(ThrottledEarly, APIView):
 
     def initial(self, request, *args, **kwargs):
         self.check_throttles(request)
-        self.participant = Participant.objects.select_related("study").filter(token=kwargs.get("token")).first()
+        # One query: the participation, its study and its progress (trials, answers, the
+        # current trial's position), so no view counts again.
+        self.participant = assignment.with_progress(Participant.objects.select_related("study")) \
+            .filter(token=kwargs.get("token")).order_by("pk").first()  # a unique token: no join ordering
         if self.participant is None:
             raise NotFound("No participation with this token.")
         self.study = self.participant.study
@@ -57,10 +61,7 @@ class ParticipantView(ThrottledEarly, APIView):
         super().initial(request, *args, **kwargs)
 
     def progress(self):
-        p = self.participant
-        total = p.trials.count()
-        answered = p.responses.count()
-        return answered, total
+        return progress_of(self.participant)
 
 
 class StudyDetail(ThrottledEarly, APIView):
@@ -166,15 +167,15 @@ class NextTrial(ParticipantView):
                                                                "cacheable motion URLs instead)")],
         summary="The first unanswered trial: what to show and ask (a refreshed page resumes here)")
     def get(self, request, token):
-        assignment.touch(self.participant)
+        assignment.touch(self.participant, config=self.study.config)
         trial = assignment.current_trial(self.participant)
         if trial is None:
             return ApiResponse({"done": True, "complete_url": reverse("studies:complete", args=[token])})
         embed = request.query_params.get("embed", "1") != "0"
-        total = self.participant.trials.count()
-        payload = trial_payload(trial, self.study, total, embed)
+        payload = trial_payload(trial, self.study, self.participant.num_trials, embed)
         assignment.mark_served(trial, payload["playback"])
-        return ApiResponse({"done": False, "trial": payload})
+        # The embedded motions go out as the cache holds them (never decoded and encoded again).
+        return json_response({"done": False, "trial": payload})
 
 
 class SubmitAnswer(ParticipantView):
@@ -186,20 +187,21 @@ class SubmitAnswer(ParticipantView):
                    summary="Store the answer to one trial (a repeat returns the stored answer)")
     def post(self, request, token):
         key = request.data.get("trial") if isinstance(request.data, dict) else None
-        trial = Trial.objects.select_related("participant", "response").filter(key=str(key)).first() \
-            if key else None
+        trial = Trial.objects.select_related("response").filter(key=str(key)).first() if key else None
         if trial is None:
             AnswerSerializer(data=request.data).is_valid(raise_exception=True)
             raise NotFound("No such trial.")
-        self.current = assignment.current_trial(self.participant)
+        self.current_position = self.participant.current_position  # TrialReached
         self.check_object_permissions(request, trial)
         data = AnswerSerializer(data=request.data, context={"trial": trial})
         data.is_valid(raise_exception=True)
         v = data.validated_data
         response, created = assignment.store_answer(self.participant, trial, v["answer"], v["response_time_ms"],
                                                     v["playback"])
-        assignment.touch(self.participant)
+        assignment.touch(self.participant, config=self.study.config)
         answered, total = self.progress()
+        # Counted before this answer was stored; a repeat (maybe racing its twin) counts again.
+        answered = answered + 1 if created else self.participant.responses.count()
         body = {"trial": trial.key, "answer": response.answer, "duplicate": not created,
                 "remaining": total - answered}
         if trial.is_practice:
@@ -256,7 +258,9 @@ class MotionDetail(ThrottledEarly, APIView):
 
 def motion_json(key: str) -> str | None:
     """Encoded motion JSON for a handle key, memoised in Django's cache: each view on its
-    own quantisation grid, a catch trial's broken view broken (`payloads.encode_handle`)."""
+    own quantisation grid, a catch trial's broken view broken (`payloads.encode_handle`).
+    A handle's motion never changes, so the trial payload keeps in-process copies too
+    (`_motion_body`, `_motion_shape`)."""
     # v2: per-view grids; bodies cached before them (identical sensitivity pairs) are not reused.
     cache_key = f"studies:motion:v2:{key}"
     body = cache.get(cache_key)
@@ -267,6 +271,48 @@ def motion_json(key: str) -> str | None:
         body = json.dumps(encode_handle(handle), separators=(",", ":"))
         cache.set(cache_key, body, timeout=MOTION_MAX_AGE)
     return body
+
+
+@lru_cache(maxsize=8192)
+def _motion_shape(key: str) -> tuple[int, float]:
+    """(frames, fps) of a handle's motion, for the playback plan (immutable, tiny)."""
+    motion = json.loads(_motion_body(key))
+    return motion["shape"][1], motion["fps"]
+
+
+@lru_cache(maxsize=256)  # ~30 KB each: a few MB per process, the shared cache behind it
+def _motion_body(key: str) -> str:
+    body = motion_json(key)
+    if body is None:  # raised, so not memoised: a handle made later is found then
+        raise LookupError(f"no motion handle {key!r}")
+    return body
+
+
+class EncodedJSON:
+    """A JSON text placed verbatim into a `json_response` body."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str):
+        self.text = text
+
+
+def json_response(data, status: int = 200) -> HttpResponse:
+    """`data` as a JSON response (compact, UTF-8, as DRF renders it), with every
+    `EncodedJSON` inside it spliced in as it is instead of decoded and encoded again."""
+    texts = []
+    marker = secrets.token_hex(8)  # unguessable, so no string in `data` can collide with it
+
+    def placeholder(obj):
+        if not isinstance(obj, EncodedJSON):
+            raise TypeError(f"{type(obj).__name__} is not JSON serializable")
+        texts.append(obj.text)
+        return f"{marker}:{len(texts) - 1}"
+
+    body = json.dumps(data, default=placeholder, ensure_ascii=False, separators=(",", ":"))
+    for i, text in enumerate(texts):
+        body = body.replace(f'"{marker}:{i}"', text, 1)
+    return HttpResponse(body.encode(), status=status, content_type="application/json")
 
 
 @lru_cache(maxsize=4096)
@@ -287,16 +333,17 @@ def playback_settings(config: dict) -> dict:
 
 
 def trial_payload(trial: Trial, study: Study, total: int, embed: bool) -> dict:
+    """What the browser gets for a trial. Embedded motions are `EncodedJSON` (render
+    with `json_response`)."""
     motions = []
     shapes = []
     for side, handle in (("left", trial.left), ("right", trial.right)):
         if handle is None:
             continue
         ref = {"side": side, "key": handle.key, "url": reverse("studies:motion", args=[handle.key])}
-        motion = json.loads(motion_json(handle.key))
-        shapes.append((motion["shape"][1], motion["fps"]))
+        shapes.append(_motion_shape(handle.key))
         if embed:
-            ref["motion"] = motion
+            ref["motion"] = EncodedJSON(_motion_body(handle.key))
         motions.append(ref)
     dataset_id = _dataset_of_sample(trial.left.sample_id)
     protocol = study.protocol
@@ -308,9 +355,16 @@ def trial_payload(trial: Trial, study: Study, total: int, embed: bool) -> dict:
             "playback": playback.plan(shapes, study.config)}
 
 
+def progress_of(participant: Participant) -> tuple[int, int]:
+    """(answered, total) of a participation: what `assignment.with_progress` annotated,
+    else counted."""
+    if hasattr(participant, "num_trials"):
+        return participant.num_answered, participant.num_trials
+    return participant.responses.count(), participant.trials.count()
+
+
 def participation_state(participant: Participant) -> dict:
-    total = participant.trials.count()
-    answered = participant.responses.count()
+    answered, total = progress_of(participant)
     return {"token": participant.token, "status": participant.status, "is_test": participant.is_test,
             "answered": answered, "total": total, "next_url": reverse("studies:next", args=[participant.token])}
 

@@ -43,3 +43,39 @@ def test_recognizer_throughput_writes_its_measurements(tmp_path, capsys):
     assert (row["batch1"]["arch"], row["batch1"]["batch_size"], row["batchN"]["batch_size"]) == ("stgcn", 1, 2)
     ratio = row["batchN"]["samples_per_s"] / row["batch1"]["samples_per_s"]
     assert row["ratio"] == pytest.approx(ratio, rel=1e-6)
+
+
+def test_api_load_realistic_participants_report_server_time_against_healthz(tmp_path, capsys):
+    """A tiny real-time-scaled run of the realistic model on gunicorn + SQLite."""
+    out = tmp_path / "load.json"
+    load("api_load").main(["--databases", "sqlite", "--modes", "realistic", "--participants", "3", "--trials", "2",
+                           "--time-scale", "40", "--ramp-seconds", "2", "--workers", "1", "--threads", "2",
+                           "--healthz-interval", "0.05", "--out", str(out)])
+    assert "realistic" in capsys.readouterr().out
+    (r,) = json.loads(out.read_text())
+    assert (r["mode"], r["participants"], r["error_count"], r["embed"]) == ("realistic", 3, 0, True), r["errors"]
+    assert r["answers_accepted"] == r["database_count"]["stored"] == 6 and r["database_count"]["duplicated"] == 0
+    for name in ("next", "answer", "healthz"):
+        server = r[name]["server"]
+        assert server["count"] >= (r[name]["count"] if name != "healthz" else 1) and server["p50_ms"] > 0
+    for name in ("next", "answer"):
+        assert r["server_vs_healthz"][name]["p50"] == pytest.approx(
+            r[name]["server"]["p50_ms"] / r["healthz"]["server"]["p50_ms"])
+    # Each participant watched two ~6 s playbacks (scaled 1/40) after an arrival within the ramp.
+    assert r["wall_s"] >= 2 * 5.9 / 40
+
+
+def test_api_load_reads_server_time_from_the_access_log(tmp_path):
+    api_load = load("api_load")
+    log = tmp_path / "access.log"
+    log.write_text("GET /api/studies/load/ 200 900\n"  # before the offset: warm-up
+                   "POST /api/studies/load/participations/ 201 30000\nGET /api/participations/t/next/ 200 4000\n"
+                   "GET /api/participations/t/next/ 200 6000\nPOST /api/participations/t/answers/ 201 5000\n"
+                   "POST /api/participations/t/complete/ 200 8000\nGET /healthz 200 2000\nGET /healthz 200 2000\n"
+                   "GET /api/motions/abc/ 200 700\nnot an access line\n")
+    result = {name: {"count": 0} for name in ("start", "next", "answer", "complete", "healthz")}
+    api_load.add_server_times(result, log, offset=len("GET /api/studies/load/ 200 900\n"))
+    assert result["next"]["server"]["count"] == 2 and result["next"]["server"]["p50_ms"] == pytest.approx(5.0)
+    assert result["start"]["server"]["count"] == 1 and result["healthz"]["server"]["p50_ms"] == pytest.approx(2.0)
+    assert result["server_vs_healthz"]["next"]["p50"] == pytest.approx(2.5)
+    assert result["server_vs_healthz"]["answer"]["p95"] == pytest.approx(2.5)
