@@ -2,13 +2,17 @@
 preparation (discriminator clips outside the attacked ones, angle box enforced), and the
 report's new tables and figures (intervals, pairwise matched success, curves, per class,
 budget sweep, the paper's layouts)."""
+import html
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from django.contrib.auth import get_user_model
 from django.core.management import call_command
+from django.urls import reverse
 
-from attacks import generation
+from attacks import generation, reports
 from attacks.methods import bone_bending_angles
 from attacks.models import GenerationRun, Recognizer, RobustnessReport
 from attacks.recognition import split_clips
@@ -87,7 +91,7 @@ def test_ciasa_discriminator_never_sees_attacked_clips_and_the_box_holds(trained
         assert torch.allclose(lengths[0], lengths[1], atol=1e-4)
 
 
-def test_report_tables_and_figures_of_the_protocol(trained, tmp_path):
+def test_report_tables_and_figures_of_the_protocol(trained, tmp_path, client):
     call_command("calibrate_budget", recognizer="cal-tiny", method="iaa", low=0.002, high=0.02, max_high=0.3,
                  precision=0.3, max_evaluations=5, batch_size=8, no_progress=True)
     call_command("calibrate_budget", recognizer="cal-tiny", method="smart", sweep=["0.005,0.05"], iterations=10,
@@ -140,3 +144,20 @@ def test_report_tables_and_figures_of_the_protocol(trained, tmp_path):
     assert {"calibration", "table4_paper", "table4_pairwise", "per_class", "budget_sweep"} <= set(report.tables)
     assert any(p.endswith("budget_sweep_cal-tiny.png") for p in report.figures)
     assert any(p.endswith("success_curves_cal-tiny.png") for p in report.figures)
+
+    # readable in admin: the new tables under their titles, the figures in the gallery
+    user = get_user_model().objects.create_user("r13", password="pw", is_staff=True, is_superuser=True)
+    client.force_login(user)
+    page = client.get(reverse("admin:attacks_robustnessreport_change", args=[report.pk])).content.decode()
+    for key in ("calibration", "table4_paper", "table4_pairwise", "per_class", "budget_sweep"):
+        assert html.escape(reports.table_title(key)) in page, key
+    for fig in ("budget_sweep_cal-tiny.png", "success_curves_cal-tiny.png"):
+        assert any(reverse("data-file", args=[p]) in page for p in report.figures if p.endswith(fig))
+
+
+def test_calibrate_budget_method_flag_replaces_the_default():
+    from attacks.management.commands.calibrate_budget import Command
+
+    parser = Command().create_parser("manage.py", "calibrate_budget")
+    assert parser.parse_args(["--recognizer", "r", "--method", "ciasa"]).method == ["ciasa"]
+    assert parser.parse_args(["--recognizer", "r"]).method is None  # handle() reads None as iaa and ciasa

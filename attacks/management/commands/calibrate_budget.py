@@ -15,7 +15,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--recognizer", required=True)
-        add_list_option(parser, "--method", default=["iaa", "ciasa"], help="Methods to calibrate (iaa, ciasa)")
+        add_list_option(parser, "--method", default=None, help="Methods to calibrate (default iaa and ciasa)")
         parser.add_argument("--reference", type=int, metavar="RUN_ID",
                             help="Run whose success to match (default: the recognizer's SMART run of --strategy)")
         parser.add_argument("--strategy", default="ab", choices=["ab", "abn", "sa"])
@@ -43,7 +43,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **o):
         recognizer = recognizer_named(o["recognizer"])
-        methods = split_values(o["method"], flag="--method")
+        methods = list(dict.fromkeys(split_values(o["method"], flag="--method") or ["iaa", "ciasa"]))
         options = parse_key_values(o["option"], "--option")
         common = dict(batch_size=o["batch_size"], device=o["device"], progress=not o["no_progress"],
                       log=self.stdout.write)
