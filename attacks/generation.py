@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from django.conf import settings
-from django.db import transaction
+from django.db import reset_queries, transaction
 from django.utils import timezone
 
 from . import protocol_view
@@ -256,6 +256,7 @@ def attack_positions(scope: GenerationScope, positions, *, model=None, inputs=No
             # Another worker may have stored some of these clips (a redelivered shard): the
             # results are identical, and the unique (run, clip) constraint keeps one of each.
             AdversarialSample.objects.bulk_create(rows, ignore_conflicts=True)
+        reset_queries()  # with DEBUG on, Django would keep every batch's SQL, motions in hex included
         written += len(rows)
         if GenerationRun.objects.filter(pk=run.pk, status="cancelled").exists():
             raise GenerationCancelled(f"run {run.pk} was cancelled")

@@ -45,6 +45,20 @@ def test_recognizer_throughput_writes_its_measurements(tmp_path, capsys):
     assert row["ratio"] == pytest.approx(ratio, rel=1e-6)
 
 
+def test_dataset_memory_prints_every_step_at_both_sizes(capsys):
+    load("dataset_memory").main(["--clips", "18", "24", "--frames", "12", "--classes", "3", "--width", "2",
+                                 "--iterations", "1", "--threads", "1"])
+    out = capsys.readouterr().out
+    table = [line for line in out[out.index(" dataset"):].splitlines()[1:] if line.strip()]
+    steps = {}
+    for line in table:
+        steps.setdefault(int(line[:8]), []).append(line[10:36].strip())
+        assert float(line[72:86]) > -50, line  # MiB over the bare process: measured, not garbage
+    streamed = ["baseline (django + torch)", "import", "cache (first read)", "train epoch (streamed)",
+                "generation (streamed)"]
+    assert steps == {18: streamed + ["train epoch (in memory)", "generation (in memory)"], 24: streamed}, out
+
+
 def test_api_load_realistic_participants_report_server_time_against_healthz(tmp_path, capsys):
     """A tiny real-time-scaled run of the realistic model on gunicorn + SQLite."""
     out = tmp_path / "load.json"

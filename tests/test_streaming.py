@@ -151,3 +151,24 @@ def test_a_clips_view_does_not_depend_on_what_it_is_batched_with():
             parts = [protocol_view.recognizer_inputs(motions[i:i + size], protocol, skeleton, 64, 2)
                      for i in range(0, len(motions), size)]
             np.testing.assert_array_equal(np.concatenate(parts), whole)
+
+
+def test_import_spools_file_by_file_and_stores_what_one_pass_would(data_dir):
+    from attacks import preprocessing
+    from attacks.importing import _jsonable
+    from attacks.readers import get_reader
+    from attacks.skeletons import get_skeleton
+
+    spec = "classes=3,clips=4,frames=50,seed=7"
+    dataset = _import("spooled", spec=spec, protocol="smart", window=20, stride=10)
+    reader, skeleton = get_reader("synthetic"), get_skeleton("ntu25")
+    raw = [c for f in reader.list_files(spec) for c in reader.read_file(f, skeleton)]
+    clips, stats = preprocessing.apply_protocol(raw, "smart", skeleton, window=20, stride=10)
+    assert {k: v for k, v in dataset.stats.items() if k not in ("digest", "num_clips")} == _jsonable(stats)
+    stored = list(dataset.clips.order_by("index"))
+    assert [s.source for s in stored] == [c.source for c in clips] and len(stored) > 3 * 4
+    for row, clip in zip(stored, clips):
+        np.testing.assert_array_equal(row.motion(), clip.motion)
+        assert row.meta == json.loads(json.dumps(_jsonable(clip.meta)))
+        assert (row.frame_start, row.frame_stop) == tuple(clip.frame_range)
+    assert not list((data_dir / "tmp").iterdir())  # the spool is gone
