@@ -277,6 +277,7 @@ def budget_sweep_figure(sweep: pd.DataFrame, recognizer: str, path) -> Path:
         for method, g in data[data["parameter"] == param].groupby("method", sort=True):
             y = 100 * g["success_rate"].to_numpy()
             err = np.vstack([y - 100 * g["ci_low"].to_numpy(), 100 * g["ci_high"].to_numpy() - y])
+            err = np.nan_to_num(np.clip(err, 0, None))  # a bound a hair past its rate after rounding
             ax.errorbar(g["budget"], y, yerr=err, marker="o", capsize=2, label=method)
             cal = g[g["calibrated"]]
             ax.scatter(cal["budget"], 100 * cal["success_rate"], s=90, facecolors="none", edgecolors="k")

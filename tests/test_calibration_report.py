@@ -14,7 +14,7 @@ from django.urls import reverse
 
 from attacks import generation, reports
 from attacks.methods import bone_bending_angles
-from attacks.models import GenerationRun, Recognizer, RobustnessReport
+from attacks.models import Dataset, GenerationRun, Recognizer, RobustnessReport
 from attacks.recognition import split_clips
 
 ATTACK = dict(recognizer="cal-tiny", iterations=10, batch_size=8, no_progress=True)
@@ -33,8 +33,11 @@ def trained(django_db_setup, django_db_blocker, tmp_path_factory):
                      frames=24, batch_size=8, lr=0.1, seed=0, no_progress=True)
         call_command("generate_samples", method="smart", strategy="ab", lr=0.02, **ATTACK)
         yield settings.DATA_DIR
+        # Outside the tests' transactions: everything made here must go, or later
+        # modules (imports, splits) would find it.
         GenerationRun.objects.all().delete()
         Recognizer.objects.all().delete()
+        Dataset.objects.filter(name="cal-syn").delete()
     settings.DATA_DIR = old
 
 

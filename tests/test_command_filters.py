@@ -123,7 +123,9 @@ def pool(study):
 
 
 def test_create_study_filters_before_the_kind(stored, capsys):
-    call_command("create_study", "--methods", "smart", "--strategies", "ab", "deceitfulness", "--name", "one")
+    # Pools never repeat a clip: 4 clips allow 2 trials and 2 practice trials.
+    call_command("create_study", "--methods", "smart", "--strategies", "ab", "deceitfulness", "--name", "one",
+                 "--trials", "2")
     study = Study.objects.get()
     assert study.kind == "deceitfulness"
     assert (study.config["methods"], study.config["strategies"]) == (["smart"], ["ab"])
@@ -132,10 +134,12 @@ def test_create_study_filters_before_the_kind(stored, capsys):
 
 
 def test_create_study_repeated_and_comma_forms(stored):
+    # Strategies named too: studies default to AB samples only, as the paper.
     call_command("create_study", "--methods", "smart", "--methods", "iaa", "--recognizers", "synth-stgcn",
-                 "--recognizers", "synth-sa-stgcn", "deceitfulness", "--name", "repeated")
-    call_command("create_study", "--methods", "smart,iaa", "--datasets", "synth,synth-sa", "deceitfulness",
-                 "--name", "comma")
+                 "--recognizers", "synth-sa-stgcn", "--strategies", "ab", "--strategies", "sa", "deceitfulness",
+                 "--name", "repeated", "--trials", "2")
+    call_command("create_study", "--methods", "smart,iaa", "--datasets", "synth,synth-sa", "--strategies", "ab,sa",
+                 "deceitfulness", "--name", "comma", "--trials", "2")
     repeated, comma = Study.objects.get(slug="repeated"), Study.objects.get(slug="comma")
     assert repeated.config["methods"] == comma.config["methods"] == ["smart", "iaa"]
     assert repeated.config["recognizers"] == ["synth-stgcn", "synth-sa-stgcn"]
@@ -147,7 +151,8 @@ def test_create_study_repeated_and_comma_forms(stored):
 def test_create_study_readme_usage_and_protocol_defaults(stored):
     """README: `create_study naturalness --name pilot --recognizers gtu-stgcn`; methods
     left out keep the protocol's default."""
-    call_command("create_study", "naturalness", "--name", "pilot", "--recognizers", "synth-stgcn")
+    call_command("create_study", "naturalness", "--name", "pilot", "--recognizers", "synth-stgcn", "--trials", "4",
+                 "--practice", "0")
     study = Study.objects.get()
     assert study.config["recognizers"] == ["synth-stgcn"] and study.config["datasets"] == []
     assert study.config["methods"] == ["smart", "l2", "l2-acc", "l2-bone"] and study.stimuli.exists()
