@@ -81,8 +81,13 @@ class Command(BaseCommand):
             if Study.objects.filter(slug=f"demo-{kind}").exists():
                 self.stdout.write(f"study demo-{kind} exists: {o['base_url']}/study/demo-{kind}/")
                 continue
+            # Studies never show a participant one clip twice: size each to the clips the
+            # attacks fooled (naturalness asks two questions per clip), at most 12 trials.
+            clips = AdversarialSample.objects.filter(recognizer__name=name, strategy="ab", success=True) \
+                .values("clip").distinct().count()
+            trials = max(1, min(12, (clips - 1) * (2 if kind == "naturalness" else 1)))
             try:
-                call_command("create_study", kind, name=f"demo-{kind}", recognizers=[name], trials=12, practice=1,
+                call_command("create_study", kind, name=f"demo-{kind}", recognizers=[name], trials=trials, practice=1,
                              base_url=o["base_url"], stdout=self.stdout)
             except CommandError as e:  # e.g. no successful attack yet for this protocol's stimuli
                 self.stdout.write(self.style.WARNING(f"no {kind} study: {e}"))
