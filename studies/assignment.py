@@ -137,13 +137,14 @@ def existing_participation(participations, prolific_pid: str = "", prolific_sess
 def start_participation(study: Study, *, prolific_pid: str = "", prolific_study_id: str = "",
                         prolific_session_id: str = "", browser: dict | None = None,
                         screen: dict | None = None, resume_token: str = "", is_test: bool = False,
-                        questionnaire: dict | None = None, series_participant=None) -> tuple[Participant, bool]:
+                        is_simulated: bool = False, questionnaire: dict | None = None,
+                        series_participant=None) -> tuple[Participant, bool]:
     """A new participant with their whole trial list decided and stored (practice
     first), or the existing participation this request proves to continue (see
     `find_resumable`). Returns (participant, created).
 
-    Test participations (researcher previews) take no stimulus usage, so they never
-    change what real participants are shown; a series' participation carries the
+    Test participations (researcher previews) and simulated ones take no stimulus usage,
+    so they never change what real participants are shown; a series' participation carries the
     series' consent instead of the study's."""
     existing = existing_participation(study.participants, prolific_pid, prolific_session_id, resume_token)
     if existing is not None:
@@ -161,11 +162,12 @@ def start_participation(study: Study, *, prolific_pid: str = "", prolific_study_
                 prolific_session_id=prolific_session_id, browser=browser or {}, screen=screen or {}, seed=seed,
                 consent_at=consent.consent_at if consent else timezone.now(),
                 consent_version=consent.consent_version if consent else consent_version(config),
-                is_test=is_test, questionnaire=questionnaire or {}, series_participant=series_participant)
+                is_test=is_test, is_simulated=is_simulated, questionnaire=questionnaire or {},
+                series_participant=series_participant)
             participant.num_trials = _assign_trials(study, participant, config)
             participant.num_answered = 0  # as `with_progress` annotates
             participant.current_position = 0 if participant.num_trials else None
-            if is_test:
+            if not participant.holds_usage:
                 _add_usage(_unanswered_usage(participant), -1)
     except IntegrityError:
         # The same external id started twice at once: the other request won.

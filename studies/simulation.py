@@ -100,11 +100,8 @@ def simulate(study: Study, n: int, policy: Policy, seed: int = 0, response_ms: i
     people = []
     for skill in skills:
         participant, _ = assignment.start_participation(
-            study, browser={"simulated": policy.kind}, is_test=True,  # a test run takes no stimulus usage
-            questionnaire={})
-        Participant.objects.filter(pk=participant.pk).update(is_test=False, is_simulated=True,
-                                                             prolific_pid=f"SIM-{secrets.token_hex(6)}")
-        participant.refresh_from_db()
+            study, prolific_pid=f"SIM-{secrets.token_hex(6)}", browser={"simulated": policy.kind},
+            is_simulated=True)
         ids = set(participant.trials.values_list("left__sample_id", flat=True)) | \
             set(participant.trials.exclude(right=None).values_list("right__sample_id", flat=True))
         metrics = dict(AdversarialSample.objects.filter(id__in=ids).values_list("id", "acceleration_deviation"))

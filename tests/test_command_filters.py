@@ -156,3 +156,15 @@ def test_create_study_readme_usage_and_protocol_defaults(stored):
     study = Study.objects.get()
     assert study.config["recognizers"] == ["synth-stgcn"] and study.config["datasets"] == []
     assert study.config["methods"] == ["smart", "l2", "l2-acc", "l2-bone"] and study.stimuli.exists()
+
+
+def test_create_study_and_series_refuse_a_taken_or_empty_slug(stored):
+    call_command("create_study", "deceitfulness", "--name", "one", "--trials", "2")
+    with pytest.raises(CommandError, match="a study with slug 'one' already exists"):
+        call_command("create_study", "deceitfulness", "--name", "one", "--trials", "2")
+    with pytest.raises(CommandError, match="letters or digits"):
+        call_command("create_study", "deceitfulness", "--name", "!!!", "--trials", "2")
+    call_command("create_series", "pair", "--studies", "one")
+    with pytest.raises(CommandError, match="a series with slug 'pair' already exists"):
+        call_command("create_series", "pair", "--studies", "one")
+    assert Study.objects.count() == 1  # nothing half-made

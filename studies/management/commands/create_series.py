@@ -4,9 +4,9 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
-from django.utils.text import slugify
 
 from attacks.management.commands._options import add_list_option, split_values
+from studies.management.commands._lookup import free_slug
 from studies.models import SeriesStudy, Study, StudySeries
 from studies.participation_config import ParticipationConfigError, validate_series
 
@@ -47,11 +47,7 @@ class Command(BaseCommand):
             config = validate_series(config)
         except ParticipationConfigError as e:
             raise CommandError(str(e)) from e
-        slug = o["slug"] or slugify(o["name"])[:100]
-        if not slug:
-            raise CommandError("the name must contain letters or digits (or give --slug)")
-        if StudySeries.objects.filter(slug=slug).exists():
-            raise CommandError(f"a series with slug {slug!r} already exists")
+        slug = free_slug(StudySeries, o["name"], o["slug"], "series")
         with transaction.atomic():
             series = StudySeries.objects.create(name=o["name"], slug=slug, configuration=config)
             SeriesStudy.objects.bulk_create([SeriesStudy(series=series, study=studies[s], position=i)

@@ -1,12 +1,12 @@
 """Create a study of one protocol kind from stored adversarial samples and print its
 participant link."""
 from django.core.management.base import BaseCommand, CommandError
-from django.utils.text import slugify
 
 from attacks.management.commands._options import add_list_option, split_values
 
 from attacks.models import Recognizer
 from studies.assignment import build_pool
+from studies.management.commands._lookup import free_slug
 from studies.models import Study
 from studies.protocols import KINDS, get_protocol
 from studies.protocols.base import ConfigurationError
@@ -50,11 +50,7 @@ class Command(BaseCommand):
             config = get_protocol(o["kind"]).validate(config)
         except ConfigurationError as e:
             raise CommandError(str(e)) from e
-        slug = o["slug"] or slugify(o["name"])[:100]
-        if not slug:
-            raise CommandError("--name must contain letters or digits (or give --slug)")
-        if Study.objects.filter(slug=slug).exists():
-            raise CommandError(f"a study with slug {slug!r} already exists")
+        slug = free_slug(Study, o["name"], o["slug"], "study")
         if not config["datasets"] or not config["recognizers"]:
             self.stdout.write(_what_it_uses(o["kind"], config))
         study = Study.objects.create(name=o["name"], slug=slug, kind=o["kind"], configuration=config)

@@ -1,7 +1,7 @@
 """Simulated participants through the real participation path, before launch."""
 from django.core.management.base import BaseCommand, CommandError
-from django.db.models import Q
 
+from studies.management.commands._lookup import find_study
 from studies.models import Study
 from studies.protocols.base import ConfigurationError
 from studies.simulation import parse_policy, simulate
@@ -19,10 +19,7 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=0)
 
     def handle(self, *args, **o):
-        key = o["study"]
-        study = Study.objects.filter(Q(slug=key) | Q(pk=int(key)) if key.isdigit() else Q(slug=key)).first()
-        if study is None:
-            raise CommandError(f"no study {key!r}")
+        study = find_study(o["study"])
         if o["n"] < 1:
             raise CommandError("--n must be at least 1")
         if study.status != Study.OPEN:

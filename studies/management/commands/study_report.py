@@ -2,9 +2,8 @@
 import json
 
 from django.core.management.base import BaseCommand, CommandError
-from django.db.models import Q
 
-from studies.models import Study
+from studies.management.commands._lookup import find_study
 from studies.reports import build_report
 
 
@@ -21,10 +20,7 @@ class Command(BaseCommand):
                             help="report the simulated participants (simulate_participants) instead of real ones")
 
     def handle(self, *args, **o):
-        key = o["study"]
-        study = Study.objects.filter(Q(slug=key) | Q(pk=int(key)) if key.isdigit() else Q(slug=key)).first()
-        if study is None:
-            raise CommandError(f"no study {key!r}")
+        study = find_study(o["study"])
         report = build_report(study, o["out"], include_partial=o["include_partial"], simulated=o["simulated"])
         if o["json"]:
             self.stdout.write(json.dumps(report, indent=2, default=str))
