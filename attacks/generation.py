@@ -25,6 +25,7 @@ from .evaluation import predict as predict_probs
 from .evaluation import predict_logits
 from .losses import PERCEPTUAL_KINDS, STRATEGIES, attack_success
 from .methods import METHODS, MotionDiscriminator, attack_in_batches, method_config, prepare_ciasa, random_targets
+from .methods.numerics import PRECISIONS, Numerics
 from .methods.smart import DEFAULT_PRESET, PRESET_VERSIONS, PRESETS
 from .metrics import perceptual_metrics
 from .models import AdversarialSample, GenerationRun, Recognizer, TransferResult, motion_to_bytes
@@ -77,13 +78,18 @@ STREAM_CHUNK = 1024  # clips whose motions an attack holds in memory at once (ro
 
 
 def generation_config(method, strategy, *, top_n=3, target=None, iterations=300, split="test", limit=None,
-                      seed=0, options=None, margin=0.0, preset=None) -> dict:
+                      seed=0, options=None, margin=0.0, preset=None, precision="fp32") -> dict:
     """The run's identity; `method_config` validates the options (unknown ones raise).
 
     margin: success only when the wrong (SA: the target) class leads by that much in logits.
     preset: SMART and its ablations only, a named reading (`smart.PRESETS`; default
     `smart.DEFAULT_PRESET`), stored with its version; options override its values.
+    precision: "fp32" (the exact path) or "bf16", how the recognizer runs inside the attack
+    loop (`methods.numerics`); stored with the run when it is not fp32, so it is part of
+    the run's identity (and of what resumes it). Verdicts are float32 either way.
     """
+    if precision not in PRECISIONS:
+        raise RecognitionError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
     if method not in METHODS:
         raise RecognitionError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
     if strategy not in STRATEGIES:
@@ -112,22 +118,24 @@ def generation_config(method, strategy, *, top_n=3, target=None, iterations=300,
     return {"margin": float(margin), "method": method, "strategy": strategy, "top_n": int(top_n) if strategy == "abn" else None,
             "target": target, "iterations": int(iterations), "split": split, "limit": limit, "seed": int(seed),
             "options": options, "engine": ENGINE_VERSION,
-            **({"preset": {"name": preset, "version": PRESET_VERSIONS[preset]}} if preset else {})}
+            **({"preset": {"name": preset, "version": PRESET_VERSIONS[preset]}} if preset else {}),
+            **({"precision": precision} if precision != "fp32" else {})}
 
 
 def generate_samples(recognizer: Recognizer, config: dict, *, batch_size=64, device="cpu",
-                     progress=True) -> GenerationReport:
+                     progress=True, compile=None, channels_last=None) -> GenerationReport:
     """Attack the correctly classified clips of the configured split; store one sample per clip.
 
     In-process: prepare the scope, then attack every attackable clip not stored yet. Celery
     workers run the same two steps, one shard of positions at a time (`attacks.tasks`).
+    compile, channels_last: execution options (`Numerics.for_run`; None: the measured default).
     """
     run = open_run(recognizer, config)
     scope, attackable, model, inputs = prepare_run(run, device=device)
     stored = scope.stored_positions()
     todo = [int(i) for i in attackable if int(i) not in stored]
     attack_positions(scope, todo, model=model, inputs=inputs, batch_size=batch_size, device=device,
-                     progress=progress)
+                     progress=progress, compile=compile, channels_last=channels_last)
     run.status, run.finished_at = "done", timezone.now()
     run.save(update_fields=["status", "finished_at"])
     return GenerationReport(run=run, attacked_now=len(todo), already_stored=len(stored))
@@ -186,7 +194,7 @@ def load_scope(run: GenerationRun, *, clips=None, labels=None) -> GenerationScop
 
 
 def attack_positions(scope: GenerationScope, positions, *, model=None, inputs=None, batch_size=64, device="cpu",
-                     progress=True) -> int:
+                     progress=True, compile=None, channels_last=None) -> int:
     """Attack the clips at `positions` of the scope that are not stored yet, batch by batch;
     each batch is stored in its own transaction. Checks for cancellation after every batch
     (raising `GenerationCancelled`). Returns the number of samples stored now.
@@ -204,6 +212,12 @@ def attack_positions(scope: GenerationScope, positions, *, model=None, inputs=No
     run, config, clips = scope.run, scope.config, scope.clips
     stored = scope.stored_positions()
     todo = np.array([int(i) for i in positions if int(i) not in stored], dtype=np.int64)
+    try:
+        numerics = Numerics.for_run(run_precision(config), device, compile=compile, channels_last=channels_last,
+                                    clips=len(todo))
+        numerics.check_device(device)
+    except ValueError as e:
+        raise RecognitionError(f"run {run.pk}: {e}") from None
     if not len(todo):
         return 0
     if _needs_preparation(config) and not preparation_path(run).exists():
@@ -274,8 +288,13 @@ def attack_positions(scope: GenerationScope, positions, *, model=None, inputs=No
             targets=None if targets is None else targets[todo], fps=inputs.fps[rows_of], on_batch=store,
             show_progress=progress, preprocess=preprocess, margin=margin, accept=accept,
             method=config["method"], strategy=config["strategy"], seed=config["seed"],
-            iterations=config["iterations"], top_n=config["top_n"] or 3, **scope.options)
+            iterations=config["iterations"], top_n=config["top_n"] or 3, numerics=numerics, **scope.options)
     return written
+
+
+def run_precision(config: dict) -> str:
+    """The precision the run's recognizer runs at in the attack loop ("fp32" when none is stored)."""
+    return config.get("precision", "fp32")
 
 
 def scope_inputs(recognizer: Recognizer, clips) -> ClipInputs:

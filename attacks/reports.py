@@ -43,7 +43,7 @@ METHOD_ORDER = ("smart", "iaa", "ciasa", "l2", "l2-acc", "l2-bone")
 CORRELATION_KINDS = ("displacement-displacement", "displacement-speed", "displacement-acceleration")
 RUN_COLUMNS = ("run_id", "recognizer", "arch", "dataset", "test_accuracy", "method", "strategy", "top_n",
                "total", "skipped", "created_at", "options", "engine", "outdated", "preset", "calibrated",
-               "calibration", "budget", "iteration_budget")
+               "calibration", "budget", "iteration_budget", "precision")
 SAMPLE_COLUMNS = ("sample_id", "run_id", "clip_id", "success", "attack_success", "iterations", "label", "class_name",
                   *METRICS)
 TRANSFER_COLUMNS = ("sample_id", "target", "label", "label_clean", "success", "in_target_training")
@@ -158,8 +158,8 @@ def success_table(runs, samples, method: str = "smart") -> pd.DataFrame:
     chosen["success_rate_in_loop"] = _rate(chosen["succeeded_in_loop"], chosen["attacked"])
     from .report_protocol import with_intervals
     chosen = with_intervals(chosen)
-    cols = ["recognizer", "arch", "dataset", "test_accuracy", "attack", "method", "preset", "run_id", "total",
-            "skipped", "attacked", "succeeded", "success_rate", "ci_low", "ci_high", "succeeded_in_loop",
+    cols = ["recognizer", "arch", "dataset", "test_accuracy", "attack", "method", "preset", "precision", "run_id",
+            "total", "skipped", "attacked", "succeeded", "success_rate", "ci_low", "ci_high", "succeeded_in_loop",
             "success_rate_in_loop", "engine", "outdated"]
     return chosen[cols].reset_index(drop=True)
 

@@ -11,8 +11,11 @@ import numpy as np
 import pytest
 import torch
 from django.core.management import call_command
+from django.core.management.base import CommandError
 
 from attacks import preprocessing, protocol_view
+from attacks.methods import numerics
+from attacks.methods.numerics import bf16_supported
 from attacks.models import AdversarialSample, Dataset, GenerationRun, Recognizer, TransferResult
 from attacks.readers.synthetic import generate
 from attacks.skeletons import get_skeleton
@@ -70,6 +73,40 @@ def test_exported_successful_samples_classify_as_stored(recognizers, protocol, t
     assert _classify(out, name, capsys, key="original") == [s.label for s in successful]
     # The loop froze each sample only once its stored form fooled the model: both verdicts agree.
     assert all(s.attack_success for s in successful)
+
+
+@pytest.mark.skipif(not bf16_supported("cpu"), reason="this CPU has no native bf16")
+def test_the_recognizers_precision_is_part_of_the_run_and_its_samples_classify_as_stored(recognizers, tmp_path,
+                                                                                        capsys, monkeypatch):
+    """--precision bf16 and fp32 make two runs; the fast run's successes are float32 successes
+    of the stored bytes, as `classify` (float32) reports them."""
+    name = "st-ntu-a"
+    common = dict(recognizer=name, method="l2-bone", strategy="ab", iterations=60, lr=0.02, batch_size=4,
+                  no_progress=True)
+    for precision in ("fp32", "bf16"):
+        call_command("generate_samples", precision=precision, channels_last=precision == "bf16", **common)
+    runs = {r.config.get("precision"): r for r in GenerationRun.objects.filter(recognizer__name=name, method="l2-bone")}
+    assert set(runs) == {None, "bf16"}  # an fp32 run stores nothing: it is the run it always was
+    exact, fast = runs[None], runs["bf16"]
+    assert exact.samples.count() == fast.samples.count() > 0
+    out = tmp_path / "fast.npz"
+    call_command("export_samples", str(out), run=[fast.pk], successful=True)
+    successful = list(fast.samples.filter(success=True).order_by("clip__index"))
+    assert len(successful) >= 3
+    assert _classify(out, name, capsys) == [s.label_after for s in successful]
+    assert all(s.attack_success for s in successful)
+    ok_exact, ok_fast = exact.samples.filter(success=True).count(), len(successful)
+    assert abs(ok_exact - ok_fast) <= max(1, round(0.15 * exact.samples.count())), (ok_exact, ok_fast)
+    # A bf16 run resumed where bf16 is not native stops with the reason, before attacking.
+    from attacks.generation import attack_positions, prepare_run
+    from attacks.recognition import RecognitionError
+
+    scope, attackable, model, inputs = prepare_run(fast)
+    monkeypatch.setattr(numerics, "bf16_supported", lambda device="cpu": False)
+    with pytest.raises(RecognitionError, match=f"run {fast.pk}: precision bf16 is not supported natively"):
+        attack_positions(scope, attackable, model=model, inputs=inputs)
+    with pytest.raises(CommandError, match="bf16 is not supported natively"):
+        call_command("generate_samples", precision="bf16", **common)
 
 
 @pytest.mark.parametrize("protocol", sorted(PROTOCOLS))

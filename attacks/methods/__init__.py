@@ -31,6 +31,7 @@ from attacks.methods.engine import (
 from attacks.methods.iaa import IAAConfig, IAAMethod
 from attacks.methods.motion_discriminator import (MotionDiscriminator, train_discriminator_against_attack,
                                                   train_motion_discriminator)
+from attacks.methods.numerics import Numerics
 from attacks.methods.smart import SmartConfig, SmartMethod
 from attacks.methods.skeleton_constraints import (
     bone_angle_bounds_from_motions, bone_bending_angles, project_bone_angles, realign_bones,
@@ -41,7 +42,7 @@ METHODS = (*PERCEPTUAL_KINDS, "iaa", "ciasa")
 __all__ = [
     "METHODS", "STRATEGIES", "AttackResult", "attack", "attack_in_batches", "method_config",
     "correctly_classified", "predict", "random_targets", "perturbable_mask", "forward_logits",
-    "SmartConfig", "IAAConfig", "CIASAConfig", "MotionDiscriminator", "train_motion_discriminator",
+    "Numerics", "SmartConfig", "IAAConfig", "CIASAConfig", "MotionDiscriminator", "train_motion_discriminator",
     "train_discriminator_against_attack", "prepare_ciasa", "resolve_angle_bounds", "linf_distance",
     "realign_bones", "project_bone_angles", "bone_bending_angles", "bone_angle_bounds_from_motions",
 ]
@@ -79,6 +80,7 @@ def attack(
     accept: Callable | None = None,
     train_motions=None,
     train_labels=None,
+    numerics: Numerics | None = None,
     **method_options,
 ) -> AttackResult:
     """Attack every motion of a batch; each stops at its own success (see `engine.run_attack`).
@@ -92,6 +94,9 @@ def attack(
     train_motions, train_labels: clean training clips (never the ones attacked) from which
     CIASA learns its joint-angle box and trains its discriminator (`prepare_ciasa`), when
     the config does not give them.
+    numerics: how the recognizer runs (`numerics.Numerics`: bf16, torch.compile, ...);
+    default the exact float32 eager path. Success and probabilities are reported from
+    the float32 recognizer whatever it says.
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown attack strategy {strategy!r}: choose one of {', '.join(STRATEGIES)}")
@@ -130,7 +135,7 @@ def attack(
     return run_attack(
         model, motions, labels, impl, strategy=strategy, top_n=top_n, targets=targets,
         iterations=iterations, mask=mask, preprocess=preprocess, progress=progress, early_stop=early_stop,
-        margin=margin, accept=accept,
+        margin=margin, accept=accept, numerics=numerics,
     )
 
 

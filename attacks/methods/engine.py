@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from attacks.losses import attack_success, classification_loss
+from attacks.methods.numerics import Numerics, RecognizerRunner
 from attacks.motion import to_model_input
 
 
@@ -90,13 +91,19 @@ def run_attack(
     early_stop: bool = True,
     margin: float = 0.0,
     accept: Callable | None = None,
+    numerics: Numerics | None = None,
 ) -> AttackResult:
     """Attack a batch (N, M, T, V, 3) in place of `method`; see the module docstring.
 
     margin: success needs that confidence in logits (`losses.attack_success`).
     accept(motions, rows) -> (K,) bool: a second judge of the samples that just met the
     criterion (e.g. the stored sample, as a user would feed it, through the recognizer's
-    public path); a sample it rejects is not frozen and keeps being attacked.
+    public path); a sample it rejects is not frozen and keeps being attacked. It must
+    judge with the float32 recognizer when `numerics` is not exact.
+    numerics: how the recognizer runs (`numerics.Numerics`; default the exact fp32 path).
+    Without `accept`, a fast path's candidate successes are confirmed by the float32
+    recognizer before freezing; the returned labels, probabilities and success are the
+    float32 recognizer's either way.
     """
     q0 = motions.detach()
     n = q0.shape[0]
@@ -111,6 +118,7 @@ def run_attack(
     logits_before = logits_after = None
 
     with _frozen(model):
+        runner = RecognizerRunner(model, preprocess, numerics, max_batch=n)
         for it in range(iterations + 1):
             idx = (~done).nonzero().squeeze(1)
             if idx.numel() == 0:
@@ -118,12 +126,23 @@ def run_attack(
             last = it == iterations
             x = q[idx].detach().requires_grad_(not last)
             with torch.set_grad_enabled(not last):
-                logits = forward_logits(model, x, preprocess)
+                logits = runner(x)
             if logits_before is None:
                 logits_before = logits.detach().clone()
                 logits_after = logits.detach().clone()
             t_idx = None if targets is None else targets[idx]
             succ = attack_success(logits.detach(), strategy, labels[idx], t_idx, top_n, margin)
+            if accept is None and not runner.numerics.exact and not last and bool(succ.any()):
+                # The fast path proposes, the float32 recognizer decides: a sample is frozen
+                # only when its exact logits meet the criterion too (`accept`, when given,
+                # is such a float32 judge already).
+                with torch.no_grad():
+                    exact = forward_logits(model, q[idx[succ]], preprocess)
+                confirmed = attack_success(exact, strategy, labels[idx[succ]], None if t_idx is None else t_idx[succ],
+                                           top_n, margin)
+                rows = succ.nonzero().squeeze(1)
+                succ = succ.clone()
+                succ[rows] = confirmed
             if accept is not None and not last and bool(succ.any()):
                 verdict = torch.zeros_like(succ)
                 verdict[succ] = torch.as_tensor(accept(q[idx[succ]].detach(), idx[succ]), dtype=torch.bool,
@@ -151,6 +170,12 @@ def run_attack(
             q[a_idx] = torch.where(keep_fixed[a_idx], q0[a_idx], new.detach())
             if progress is not None:
                 progress(it + 1, iterations, int(done.sum()))
+
+        if not runner.numerics.exact:
+            # What is reported is the recognizer's own float32 verdict, not the fast path's.
+            with torch.no_grad():
+                logits_before = forward_logits(model, q0, preprocess)
+                logits_after = forward_logits(model, adversarial, preprocess)
 
     success = attack_success(logits_after, strategy, labels, targets, top_n, margin)
     return AttackResult(

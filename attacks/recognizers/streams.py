@@ -28,7 +28,12 @@ def bone_stream(x: torch.Tensor, skeleton) -> torch.Tensor:
     root maps onto itself, so its difference is exactly zero.
     """
     _check_joints(x, skeleton)
-    return x - x.index_select(3, _parent_index(tuple(skeleton.parents), x.device))
+    parents = tuple(skeleton.parents)
+    if torch.compiler.is_compiling():  # a constant of the compiled graph; the cache would break it
+        index = torch.tensor(_parent_list(parents), device=x.device)
+    else:
+        index = _parent_index(parents, x.device)
+    return x - x.index_select(3, index)
 
 
 @functools.lru_cache(maxsize=64)
@@ -36,7 +41,11 @@ def _parent_index(parents: tuple, device: torch.device) -> torch.Tensor:
     """Parent of each joint (the root its own), built once per skeleton and device: an
     attack calls the bone stream at every iteration, and a fresh host-to-GPU copy each
     time would stall the device."""
-    return torch.tensor([p if p >= 0 else j for j, p in enumerate(parents)], device=device)
+    return torch.tensor(_parent_list(parents), device=device)
+
+
+def _parent_list(parents: tuple) -> list[int]:
+    return [p if p >= 0 else j for j, p in enumerate(parents)]
 
 
 def motion_stream(x: torch.Tensor) -> torch.Tensor:

@@ -1,8 +1,11 @@
+import argparse
+
 from django.core.management.base import BaseCommand, CommandError
 from django.db.models import F
 
 from attacks.generation import generate_samples, generation_config, transfer_samples
-from attacks.methods import METHODS
+from attacks.methods import METHODS, Numerics
+from attacks.methods.numerics import COMPILE_MIN_CLIPS
 from attacks.methods.smart import DEFAULT_PRESET, PRESETS
 from attacks.models import Recognizer, TransferResult
 from attacks.recognition import RecognitionError
@@ -32,6 +35,15 @@ class Command(BaseCommand):
         parser.add_argument("--split", default="test", choices=["train", "val", "test"])
         parser.add_argument("--limit", type=int, help="Only the first N clips of the split")
         parser.add_argument("--device", default="cpu")
+        parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                            help="How the recognizer runs during the attack: auto = bf16 where the device computes "
+                                 "it natively; fp32 = the exact float32 path. Verdicts are float32 either way "
+                                 "(README, Attack engine speed)")
+        parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                            help="torch.compile the recognizer (default: on for bf16 runs of at least "
+                                 f"{COMPILE_MIN_CLIPS} clips, where compiling pays; README)")
+        parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                            help="channels-last weights for the recognizer's convolutions")
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--transfer-to", nargs="+", default=[], metavar="RECOGNIZER",
                             help="Also judge the samples on these recognizers (black-box transfer)")
@@ -55,14 +67,21 @@ class Command(BaseCommand):
             except ValueError:
                 raise CommandError(f"--target must be a label index or 'random', got {target!r}") from None
         try:
+            try:
+                precision = Numerics.resolve_precision(o["precision"], o["device"])
+                Numerics.for_run(precision, o["device"], compile=o["compile"],
+                                 channels_last=o["channels_last"]).check_device(o["device"])
+            except (ValueError, RuntimeError) as e:
+                raise CommandError(f"--precision/--compile/--channels-last: {e}") from None
             config = generation_config(o["method"], o["strategy"], top_n=o["top_n"], target=target,
                                        iterations=o["iterations"], split=o["split"], limit=o["limit"],
                                        seed=o["seed"], options=options, margin=o["margin"],
-                                       preset=o["preset"])
+                                       preset=o["preset"], precision=precision)
             if o["queue"]:
                 return self.queue(recognizer, config, o)
             report = generate_samples(recognizer, config, batch_size=o["batch_size"], device=o["device"],
-                                      progress=not o["no_progress"])
+                                      progress=not o["no_progress"], compile=o["compile"],
+                                      channels_last=o["channels_last"])
             run = report.run
             if o["transfer_to"]:
                 targets = list(Recognizer.objects.filter(name__in=o["transfer_to"]))
@@ -79,7 +98,7 @@ class Command(BaseCommand):
             f"run {run.pk} ({run.method}/{run.strategy} on {recognizer.name}): {n} samples "
             f"({report.attacked_now} new, {report.already_stored} resumed), {run.skipped} of {run.total} clips "
             f"skipped as misclassified; success after storage {_percent(stored_ok, n)} "
-            f"(in the attack loop {_percent(in_attack, n)})"))
+            f"(in the attack loop {_percent(in_attack, n)}); recognizer in the loop at {precision}"))
         for t in o["transfer_to"]:
             results = TransferResult.objects.filter(sample__run=run, recognizer__name=t)
             # Table 3's denominator: samples the source fooled that the target gets right before the attack.
