@@ -144,7 +144,8 @@ def calibrate_budget(recognizer, reference_run, method: str, *, tolerance: float
         config = generation_config(method, ref["strategy"], top_n=ref.get("top_n") or 3, target=ref.get("target"),
                                    iterations=ref["iterations"], split=ref["split"], limit=ref.get("limit"),
                                    seed=ref["seed"], margin=ref.get("margin", 0.0),
-                                   options={**(options or {}), "epsilon": epsilon, "step_size": step})
+                                   options={**(options or {}), "epsilon": epsilon, "step_size": step},
+                                   precision=ref.get("precision", "fp32"))  # the reference's recognizer numerics
         run = generate_samples(recognizer, config, batch_size=batch_size, device=device, progress=progress).run
         rows = [(c, s) for c, s in run.samples.values_list("clip_id", "success") if c in clips]
         point = BudgetPoint(value=epsilon, succeeded=sum(bool(s) for _, s in rows), attacked=len(rows),

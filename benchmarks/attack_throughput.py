@@ -7,8 +7,9 @@ process measures, in the same run:
 - `reference loop`: what the public SMART ports do: the recognizer's weights left
   trainable, ``loss.backward()`` on the batch's summed loss (w·Lc + (1 − w)·Lp with the
   authors' perceptual loss), ``torch.optim.Adam`` on the motion;
-- `floor (fwd+bwd)`: one bare forward and backward of the frozen recognizer to its input,
-  float32 eager: what any attack must pay at least, with no loss and no update;
+- `floor (fwd+bwd)`: one bare forward, cross-entropy and backward of the frozen recognizer
+  to its input, float32 eager: what any float32 attack pays at least, with no perceptual
+  loss and no update;
 - `engine <options>`: `attacks.methods.attack` (SMART AB, the default preset) under each
   `Numerics` option (bf16 autocast, torch.compile, channels-last, and their combinations;
   CUDA graphs on CUDA).
@@ -21,8 +22,10 @@ re-judging, set-up) cancel; the median of `--repeats` such estimates is printed.
 `--end-to-end ARCH` also trains that architecture's CPU preset on GTU3DActions
 (`attacks.training.CPU_PRESETS`, the recognizers the README's experiments use), then
 attacks its correctly classified test clips to success (budget 300) with the reference
-loop (each batch until all of its samples succeed) and with the engine, and prints clips
-per second.
+loop (each batch until all of its samples succeed) and with the engine (exact, bf16,
+bf16 compiled), and prints clips per second beside what each found: clips fooled,
+sample-iterations, and the mean joint displacement and bone-length error of the fooled
+samples.
 
     python benchmarks/attack_throughput.py                          # ST-GCN, 2s-AGCN, MS-G3D
     python benchmarks/attack_throughput.py --archs stgcn --variants exact bf16+compile
@@ -127,7 +130,7 @@ def measure_architecture(arch, skeleton, variants, args) -> list[dict]:
         print(f"{arch:>6} {name:<28} {ms:8.1f} ms/sample-iteration (first call {warm:.1f} s)", flush=True)
 
     row("reference loop", lambda n: reference_loop(model, motions, labels, skeleton, n))
-    row("floor (fwd+bwd)", lambda n: floor(model, motions, n))
+    row("floor (fwd+bwd)", lambda n: floor(model, motions, labels, n))
     for v in variants:
         row(f"engine {v}", lambda n, v=v: attack(model, motions, labels, skeleton, iterations=n, early_stop=False,
                                                  fps=FPS, numerics=VARIANTS[v]))
@@ -157,12 +160,15 @@ def reference_loop(model, motions, labels, skeleton, iterations, until_success=F
     return x.detach(), iterations
 
 
-def floor(model, motions, iterations):
+def floor(model, motions, labels, iterations):
+    """Forward, cross-entropy, backward to the input; frozen weights, float32 eager. (The
+    loss matters: `logits.sum()` sends a stride-0 gradient back, and that backward was
+    measured slower than the whole attack's; README, *Attack engine speed*.)"""
     for p in model.parameters():
         p.requires_grad_(False)
     for _ in range(iterations):
         x = motions.clone().requires_grad_(True)
-        torch.autograd.grad(model(to_model_input(x)).sum(), x)
+        torch.autograd.grad(F.cross_entropy(model(to_model_input(x)), labels, reduction="sum"), x)
 
 
 def timed(f, device) -> float:
@@ -221,25 +227,36 @@ def end_to_end(arch, args) -> list[dict]:
     q = torch.as_tensor(X[keep]).float()
     y = torch.as_tensor(labels[keep]).long()
     out = []
-    for name in ["reference loop", "engine exact", "engine bf16+compile"]:
-        if name.endswith("compile") and not bf16_supported(args.device):
+    from attacks.metrics import perceptual_metrics
+
+    out = []
+    for name in ["reference loop", "engine exact", "engine bf16", "engine bf16+compile"]:
+        if "bf16" in name and not bf16_supported(args.device):
             continue
         done = its = 0
+        adversarial, fooled = [], []
         start = time.perf_counter()
         for b in range(0, len(q), args.batch):
             xb, yb = q[b:b + args.batch].to(args.device), y[b:b + args.batch].to(args.device)
             if name == "reference loop":
                 adv, n = reference_loop(model, xb, yb, skeleton, args.budget, until_success=True)
                 with torch.no_grad():
-                    done += int((model(to_model_input(adv)).argmax(1) != yb).sum())
+                    ok = model(to_model_input(adv)).argmax(1) != yb
                 its += n * len(xb)
             else:
                 r = attack(model, xb, yb, skeleton, iterations=args.budget, fps=FPS,
                            numerics=VARIANTS[name.split()[1]])
-                done += int(r.success.sum())
+                adv, ok = r.adversarial, r.success
                 its += int(r.iterations.sum())
+            done += int(ok.sum())
+            adversarial.append(adv.cpu())
+            fooled.append(ok.cpu())
         seconds = time.perf_counter() - start
-        out.append(dict(name=name, clips=len(q), success=done, seconds=seconds, iterations=its))
+        ok = torch.cat(fooled).numpy()
+        metrics = perceptual_metrics(q.numpy(), torch.cat(adversarial).numpy(), skeleton, fps=FPS)
+        cm = {k: 100 * float(np.mean(metrics[k][ok])) if ok.any() else float("nan")
+              for k in ("mean_displacement", "bone_length_error")}
+        out.append(dict(name=name, clips=len(q), success=done, seconds=seconds, iterations=its, **cm))
         print(f"{arch:>6} {name:<22} {len(q) / seconds:6.2f} clips/s, {done}/{len(q)} fooled", flush=True)
     return out
 
@@ -249,12 +266,12 @@ def print_end_to_end(arch, rows, args):
     print(f"SMART AB to success (budget {args.budget}), {arch} CPU preset trained on GTU3DActions, batch {args.batch}, "
           f"{args.threads} CPU threads; the reference loop runs each batch until all of it succeeds")
     print(f"{'configuration':<22} | {'clips':>5} | {'fooled':>6} | {'sample-its':>10} | {'s':>7} | {'clips/s':>7} | "
-          f"{'vs reference':>12}")
+          f"{'vs reference':>12} | {'mean disp cm':>12} | {'bone err cm':>11}")
     ref = rows[0]["clips"] / rows[0]["seconds"]
     for r in rows:
         rate = r["clips"] / r["seconds"]
         print(f"{r['name']:<22} | {r['clips']:5d} | {r['success']:6d} | {r['iterations']:10d} | {r['seconds']:7.1f} | "
-              f"{rate:7.2f} | {rate / ref:11.2f}×")
+              f"{rate:7.2f} | {rate / ref:11.2f}× | {r['mean_displacement']:12.3f} | {r['bone_length_error']:11.3f}")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@
 # Usage: experiments/calibrated_baselines.sh [ARCH ...]   (default: stgcn agcn; recognizers gtu-ARCH as
 # trained by experiments/gtu_attacks.sh); results in $DATA_DIR/reports/gtu-calibrated.
 # STEPS (default "calibrate ablation sweep report") selects the parts; every part is resumable.
+# --precision fp32: the README's numbers were measured on the exact float32 path (README, Attack engine speed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/venv.sh
@@ -16,7 +17,7 @@ for step in $steps; do
   for arch in $archs; do
     case $step in
       calibrate)
-        python manage.py generate_samples --recognizer "gtu-$arch" --method smart --strategy ab --no-progress
+        python manage.py generate_samples --precision fp32 --recognizer "gtu-$arch" --method smart --strategy ab --no-progress
         # bisection on epsilon (step = epsilon / 10) to SMART's success minus 1 point, to 25% in epsilon
         python manage.py calibrate_budget --recognizer "gtu-$arch" --method iaa,ciasa --precision 0.25 \
           --max-evaluations 7 --no-progress ;;

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Issue 4's experiment: SMART and the baselines against GTU3DActions recognizers, whole test split.
 # Usage: experiments/gtu_attacks.sh [ARCH ...]   (default: stgcn agcn); results in $DATA_DIR/reports/gtu-attacks
+# --precision fp32: the README's numbers were measured on the exact float32 path (README, Attack engine speed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/venv.sh
@@ -14,7 +15,7 @@ for arch in $archs; do
 done
 for arch in $archs; do
   others=$(for a in $archs; do [ "$a" != "$arch" ] && printf 'gtu-%s ' "$a"; done; true)
-  run() { python manage.py generate_samples --recognizer "gtu-$arch" --no-progress "$@"; }
+  run() { python manage.py generate_samples --precision fp32 --recognizer "gtu-$arch" --no-progress "$@"; }
   run --method smart --strategy ab ${others:+--transfer-to $others}
   run --method smart --strategy abn --top-n 3
   run --method smart --strategy abn --top-n 5
@@ -37,5 +38,5 @@ for arch in stgcn agcn; do
   python manage.py train_recognizer --dataset gtu-smart --arch "$arch" --name "gtu-smart-$arch" --no-progress \
     || python manage.py shell -c "from attacks.models import Recognizer; assert Recognizer.objects.get(name='gtu-smart-$arch').status == 'ready'"
 done
-python manage.py generate_samples --recognizer gtu-smart-stgcn --method smart --strategy ab \
+python manage.py generate_samples --precision fp32 --recognizer gtu-smart-stgcn --method smart --strategy ab \
   --transfer-to gtu-smart-agcn --no-progress
