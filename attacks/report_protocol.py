@@ -66,9 +66,15 @@ def rate_cell(succeeded, attacked) -> str:
 
 # --------------------------------------------------------------------------- Table 4 upper
 
+def runs_ids(runs) -> list:
+    return list(reports.frame(runs, reports.RUN_COLUMNS)["run_id"])
+
+
 def pairwise_matched(runs, samples, reference: str = REFERENCE_METHOD) -> pd.DataFrame:
     """SMART (`reference`) against each other method of one recognizer and attack, over the
-    clips both fooled: the count, each one's success, and each one's mean metrics there."""
+    clips both fooled: the count, each one's success, and each one's mean metrics there.
+    A budget-calibrated run is paired with the SMART run it was calibrated against (when
+    that run is among `runs`), whichever SMART run Table 1 shows."""
     chosen = reports.select_runs(runs, samples)
     samples = reports.frame(samples, reports.SAMPLE_COLUMNS)
     rows = []
@@ -84,13 +90,17 @@ def pairwise_matched(runs, samples, reference: str = REFERENCE_METHOD) -> pd.Dat
         for r in others.itertuples():
             s = samples[samples["run_id"] == r.run_id]
             ok = s[s["success"].astype(bool)]
-            both = set(ref_ok["clip_id"]) & set(ok["clip_id"])
+            # A calibrated run is compared with the SMART run it was tuned to, when that run is reported.
+            tuned_to = (r.calibration or {}).get("reference_run") if isinstance(r.calibration, dict) else None
+            pair_s = samples[samples["run_id"] == tuned_to] if tuned_to in set(runs_ids(runs)) else ref_s
+            pair_ok = pair_s[pair_s["success"].astype(bool)]
+            both = set(pair_ok["clip_id"]) & set(ok["clip_id"])
             row = {"recognizer": recognizer, "dataset": r.dataset, "attack": attack, "reference": reference,
                    "method": r.method, "matched": len(both),
-                   "reference_success": reports._rate(int(ref.succeeded), int(ref.attacked)),
+                   "reference_success": reports._rate(len(pair_ok), len(pair_s)),
                    "method_success": reports._rate(int(r.succeeded), int(r.attacked)),
                    "method_budget": r.budget if "budget" in chosen.columns else np.nan}
-            for prefix, rows_ in (("reference", ref_ok), ("method", ok)):
+            for prefix, rows_ in (("reference", pair_ok), ("method", ok)):
                 means = reports._metric_means(rows_[rows_["clip_id"].isin(both)])
                 row.update({f"{prefix}_{k}": v for k, v in means.items()})
             rows.append(row)
