@@ -213,7 +213,7 @@ def attack_positions(scope: GenerationScope, positions, *, model=None, inputs=No
     stored = scope.stored_positions()
     todo = np.array([int(i) for i in positions if int(i) not in stored], dtype=np.int64)
     try:
-        numerics = Numerics.for_run(run_precision(config), device, compile=compile, channels_last=channels_last,
+        numerics = Numerics.for_run(run_precision(config), compile=compile, channels_last=channels_last,
                                     clips=len(todo))
         numerics.check_device(device)
     except ValueError as e:

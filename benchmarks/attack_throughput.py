@@ -7,9 +7,9 @@ process measures, in the same run:
 - `reference loop`: what the public SMART ports do: the recognizer's weights left
   trainable, ``loss.backward()`` on the batch's summed loss (w·Lc + (1 − w)·Lp with the
   authors' perceptual loss), ``torch.optim.Adam`` on the motion;
-- `floor (fwd+bwd)`: one bare forward, cross-entropy and backward of the frozen recognizer
-  to its input, float32 eager: what any float32 attack pays at least, with no perceptual
-  loss and no update;
+- `floor (fwd+bwd)`: a bare loop of forward, cross-entropy and backward of the frozen
+  recognizer to its input, float32 eager, with no perceptual loss and no update (meant as
+  the floor; it measures slower than the engine's exact path, see README);
 - `engine <options>`: `attacks.methods.attack` (SMART AB, the default preset) under each
   `Numerics` option (bf16 autocast, torch.compile, channels-last, and their combinations;
   CUDA graphs on CUDA).
@@ -161,9 +161,9 @@ def reference_loop(model, motions, labels, skeleton, iterations, until_success=F
 
 
 def floor(model, motions, labels, iterations):
-    """Forward, cross-entropy, backward to the input; frozen weights, float32 eager. (The
-    loss matters: `logits.sum()` sends a stride-0 gradient back, and that backward was
-    measured slower than the whole attack's; README, *Attack engine speed*.)"""
+    """Forward, cross-entropy, backward to the input; frozen weights, float32 eager. (It
+    measured slower than the engine's exact attack, which does the same passes; not
+    understood yet: README, *Attack engine speed*.)"""
     for p in model.parameters():
         p.requires_grad_(False)
     for _ in range(iterations):

@@ -86,13 +86,15 @@ def test_balanced_terms_do_not_depend_on_the_time_unit():
 
     q = random_ntu(2, frames=8, seed=6)[:, :1]
     x = (q + 0.01 * torch.randn(q.shape, generator=torch.Generator().manual_seed(3))).requires_grad_(True)
-    lc = (x ** 3).sum(dim=(1, 2, 3, 4))
+    def lc():  # a fresh graph per call, as each attack iteration has (the engine keeps none)
+        return (x ** 3).sum(dim=(1, 2, 3, 4))
+
     active = torch.tensor([True, True])
-    per_second = SmartMethod(SmartConfig(), q, NTU, None, fps=60).gradient(x, torch.arange(2), lc, active)
-    per_frame = SmartMethod(SmartConfig(time_unit="frame"), q, NTU, None).gradient(x, torch.arange(2), lc, active)
+    per_second = SmartMethod(SmartConfig(), q, NTU, None, fps=60).gradient(x, torch.arange(2), lc(), active)
+    per_frame = SmartMethod(SmartConfig(time_unit="frame"), q, NTU, None).gradient(x, torch.arange(2), lc(), active)
     assert torch.allclose(per_second, per_frame, atol=1e-5)
     unbalanced = SmartMethod(SmartConfig(balance_terms=False), q, NTU, None, fps=60).gradient(
-        x, torch.arange(2), lc, active)
+        x, torch.arange(2), lc(), active)
     assert not torch.allclose(unbalanced, per_second, atol=1e-3)
 
 

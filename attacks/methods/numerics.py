@@ -65,20 +65,20 @@ class Numerics:
 
     @classmethod
     def fast(cls, device="cpu") -> "Numerics":
-        """The measured default precision for `device`: bf16 where the hardware computes it
-        natively (emulated bf16 is slower than fp32), else the exact path."""
+        """The default precision for `device`: bf16 where the hardware computes it natively
+        (where it was measured, README), else the exact path."""
         return cls(precision="bf16") if bf16_supported(device) else cls()
 
     @classmethod
-    def for_run(cls, precision: str, device="cpu", *, compile: bool | None = None,
+    def for_run(cls, precision: str, *, compile: bool | None = None,
                 channels_last: bool | None = None, clips: int | None = None) -> "Numerics":
         """How one run executes: its precision (part of the run's identity) and the execution
         options (like the device and the batch size, not part of it).
 
         compile None: compiled when the work is long enough to pay for compilation
-        (`clips` ≥ COMPILE_MIN_CLIPS) and the precision is bf16, where compiling measured a
-        1.5× gain; inductor's first compile of a model takes tens of seconds to minutes on
-        two cores (README, *Attack engine speed*). channels_last None: CHANNELS_LAST."""
+        (`clips` ≥ COMPILE_MIN_CLIPS) and the precision is bf16, where compiling measured up
+        to 1.54× (ST-GCN); inductor's first compile of a model takes tens of seconds to
+        minutes on two cores (README, *Attack engine speed*). channels_last None: CHANNELS_LAST."""
         if compile is None:
             compile = precision == "bf16" and clips is not None and clips >= COMPILE_MIN_CLIPS
         return cls(precision=precision, compile=bool(compile),

@@ -145,7 +145,9 @@ class SmartMethod(AttackMethod):
         if not self.config.balance:
             return super().gradient(x, idx, lc, active)
         weight = active.to(lc.dtype)
-        g_c, = torch.autograd.grad((lc * weight).sum(), x, retain_graph=True)
+        # Lp below builds its own graph from x, so the recognizer's is not kept (a compiled
+        # recognizer's backward cannot be retained).
+        g_c, = torch.autograd.grad((lc * weight).sum(), x)
         if self.config.balance_terms:
             terms = self.perceptual(x, idx, terms=True)
             g_p = torch.zeros_like(x)

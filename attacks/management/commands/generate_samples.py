@@ -69,7 +69,7 @@ class Command(BaseCommand):
         try:
             try:
                 precision = Numerics.resolve_precision(o["precision"], o["device"])
-                Numerics.for_run(precision, o["device"], compile=o["compile"],
+                Numerics.for_run(precision, compile=o["compile"],
                                  channels_last=o["channels_last"]).check_device(o["device"])
             except (ValueError, RuntimeError) as e:
                 raise CommandError(f"--precision/--compile/--channels-last: {e}") from None
