@@ -11,15 +11,15 @@ from django.utils.html import format_html, format_html_join
 
 from django.utils.safestring import mark_safe
 
-from .figures import stick_figure_strip
-from .generation import generation_config
-from .losses import STRATEGIES
-from .management.commands._options import parse_key_values
-from .methods import METHODS
-from .recognition import RecognitionError
-from .tasks import prepare_queued_run
-from .reports import tables_html
-from .models import AdversarialSample, Clip, Dataset, DatasetSplit, GenerationRun, Recognizer, RobustnessReport
+from attacks.core.reporting.figures import stick_figure_strip
+from attacks.services.generation import generation_config
+from attacks.core.methods.losses import STRATEGIES
+from attacks.management.commands._options import parse_key_values
+from attacks.core.methods import METHODS
+from attacks.services.recognition import RecognitionError
+from attacks.tasks import prepare_queued_run
+from attacks.core.reporting.tables import tables_html
+from attacks.models import AdversarialSample, Clip, Dataset, DatasetSplit, GenerationRun, Recognizer, RobustnessReport
 
 
 @admin.register(Dataset)

@@ -12,7 +12,7 @@ import json
 import numpy as np
 from django.db import models
 
-from .skeletons import Skeleton
+from attacks.core.skeletons import Skeleton
 
 
 def motion_to_bytes(motion: np.ndarray) -> bytes:

@@ -20,10 +20,10 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from .generation import GenerationCancelled, attack_positions, load_scope, open_run, prepare_run
-from .models import GenerationRun, Recognizer
-from .recognition import load_model
-from .sharding import aligned_shard_size, plan_shards
+from attacks.services.generation import GenerationCancelled, attack_positions, load_scope, open_run, prepare_run
+from attacks.models import GenerationRun, Recognizer
+from attacks.services.recognition import load_model
+from attacks.core.sharding import aligned_shard_size, plan_shards
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ process measures, in the same run:
 - `floor (fwd+bwd)`: a bare loop of forward, cross-entropy and backward of the frozen
   recognizer to its input, float32 eager, with no perceptual loss and no update (meant as
   the floor; it measures slower than the engine's exact path, see README);
-- `engine <options>`: `attacks.methods.attack` (SMART AB, the default preset) under each
+- `engine <options>`: `attacks.core.methods.attack` (SMART AB, the default preset) under each
   `Numerics` option (bf16 autocast, torch.compile, channels-last, and their combinations;
   CUDA graphs on CUDA).
 
@@ -20,7 +20,7 @@ difference is divided by the extra sample-iterations, so fixed costs (the final 
 re-judging, set-up) cancel; the median of `--repeats` such estimates is printed. The ratio column is the reference loop's time over the row's.
 
 `--end-to-end ARCH` also trains that architecture's CPU preset on GTU3DActions
-(`attacks.training.CPU_PRESETS`, the recognizers the README's experiments use), then
+(`attacks.core.training.loop.CPU_PRESETS`, the recognizers the README's experiments use), then
 attacks its correctly classified test clips to success (budget 300) with the reference
 loop (each batch until all of its samples succeed) and with the engine (exact, bf16,
 bf16 compiled), and prints clips per second beside what each found: clips fooled,
@@ -45,12 +45,12 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from attacks.losses import perceptual_loss  # noqa: E402
-from attacks.methods import attack, method_config  # noqa: E402
-from attacks.methods.numerics import Numerics, bf16_supported  # noqa: E402
-from attacks.motion import to_model_input  # noqa: E402
-from attacks.recognizers import build_recognizer  # noqa: E402
-from attacks.skeletons import get_skeleton  # noqa: E402
+from attacks.core.methods.losses import perceptual_loss  # noqa: E402
+from attacks.core.methods import attack, method_config  # noqa: E402
+from attacks.core.methods.numerics import Numerics, bf16_supported  # noqa: E402
+from attacks.core.motion import to_model_input  # noqa: E402
+from attacks.core.recognizers import build_recognizer  # noqa: E402
+from attacks.core.skeletons import get_skeleton  # noqa: E402
 
 VARIANTS = {
     "exact": Numerics(),
@@ -200,10 +200,10 @@ def print_iteration_table(rows, args):
 def end_to_end(arch, args) -> list[dict]:
     """Train the CPU preset on GTU3DActions, then attack the correctly classified test clips
     to success with the reference loop and with the engine (exact and fast)."""
-    from attacks import preprocessing
-    from attacks.evaluation import predict
-    from attacks.splits import stratified_split
-    from attacks.training import CPU_PRESETS, split_preset, train
+    from attacks.core.data import preprocessing
+    from attacks.core.training.evaluation import predict
+    from attacks.core.data.splits import stratified_split
+    from attacks.core.training.loop import CPU_PRESETS, split_preset, train
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
     from gtu_accuracy import load_gtu  # the experiment's own loader: same clips, labels, normalisation
@@ -227,7 +227,7 @@ def end_to_end(arch, args) -> list[dict]:
     q = torch.as_tensor(X[keep]).float()
     y = torch.as_tensor(labels[keep]).long()
     out = []
-    from attacks.metrics import perceptual_metrics
+    from attacks.core.methods.metrics import perceptual_metrics
 
     out = []
     for name in ["reference loop", "engine exact", "engine bf16", "engine bf16+compile"]:

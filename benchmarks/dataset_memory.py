@@ -10,7 +10,7 @@ torch (the `baseline` row), so the difference is what the step itself needed:
 - `import`: `import_dataset synthetic ... --protocol ntu` (clips/s; the import holds one
   file's clips at a time, and the synthetic reader makes one file per class, so at a
   fixed number of classes this step grows with the dataset: NTU's reader has a file per clip);
-- `cache`: the first read of the dataset, which writes its clip cache (`attacks.clip_cache`);
+- `cache`: the first read of the dataset, which writes its clip cache (`attacks.services.clip_cache`);
 - `train epoch`: `train_recognizer --epochs 1` (ST-GCN at a reduced width: streamed
   batches, validation, then train/validation/test accuracy);
 - `generation`: `generate_samples` over the training split (the largest; SMART, a few
@@ -59,7 +59,7 @@ def child(step: str, args) -> dict:
         from attacks.models import Dataset
         out["clips"] = Dataset.objects.get(name=name).clips.count()
     elif step == "cache":
-        from attacks import clip_cache
+        from attacks.services import clip_cache
         from attacks.models import Dataset
         out["clips"] = len(clip_cache.clip_cache(Dataset.objects.get(name=name)))
     elif step == "train":
@@ -87,13 +87,13 @@ def _in_memory(step, name, args) -> dict:
     """The paths before the cache: every clip of the split part as Clip rows, then one stacked array."""
     import numpy as np
 
-    from attacks import protocol_view
-    from attacks.evaluation import predict
-    from attacks.methods import attack_in_batches
+    from attacks.core.data import protocol_view
+    from attacks.core.training.evaluation import predict
+    from attacks.core.methods import attack_in_batches
     from attacks.models import Recognizer
-    from attacks.recognition import load_model, model_inputs, split_clips
-    from attacks.recognizers import build_recognizer
-    from attacks.training import train
+    from attacks.services.recognition import load_model, model_inputs, split_clips
+    from attacks.core.recognizers import build_recognizer
+    from attacks.core.training.loop import train
 
     record = Recognizer.objects.get(name=f"{name}-stgcn")
     dataset, spec, skeleton = record.dataset, record.input_spec, record.dataset.get_skeleton()

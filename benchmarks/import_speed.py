@@ -49,8 +49,8 @@ def main():
     parser.add_argument("--ntu-copies", type=int, default=50, help="NTU sample files are few: read each this often")
     args = parser.parse_args()
 
-    from attacks.readers import get_reader
-    from attacks.skeletons import BUILTIN
+    from attacks.core.data.readers import get_reader
+    from attacks.core.skeletons import BUILTIN
 
     ntu25 = BUILTIN["ntu25"]
     data = Path(args.data)
@@ -77,7 +77,7 @@ def main():
 
         django.setup()
         call_command("migrate", verbosity=0)
-        from attacks.importing import import_dataset
+        from attacks.services.importing import import_dataset
 
         start = time.perf_counter()
         result = import_dataset("gtu", data / "gtu3dactions", "bench", progress=False)

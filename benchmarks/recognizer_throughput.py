@@ -24,9 +24,9 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from attacks.recognizers import ARCHITECTURES, build_recognizer  # noqa: E402
-from attacks.skeletons import get_skeleton  # noqa: E402
-from attacks.training import CPU_PRESETS, split_preset  # noqa: E402
+from attacks.core.recognizers import ARCHITECTURES, build_recognizer  # noqa: E402
+from attacks.core.skeletons import get_skeleton  # noqa: E402
+from attacks.core.training.loop import CPU_PRESETS, split_preset  # noqa: E402
 
 
 def measure(arch: str, width, batch_size: int, *, device, skeleton, num_classes: int, num_frames: int,

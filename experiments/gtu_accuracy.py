@@ -27,13 +27,13 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from attacks import preprocessing  # noqa: E402
-from attacks.evaluation import accuracy, confusion_matrix, confusion_matrix_figure, predict  # noqa: E402
-from attacks.readers import gtu  # noqa: E402
-from attacks.recognizers import ARCHITECTURES, build_recognizer  # noqa: E402
-from attacks.skeletons import get_skeleton  # noqa: E402
-from attacks.splits import stratified_split  # noqa: E402
-from attacks.training import CPU_PRESETS, learning_curve_figure, split_preset, train  # noqa: E402
+from attacks.core.data import preprocessing  # noqa: E402
+from attacks.core.training.evaluation import accuracy, confusion_matrix, confusion_matrix_figure, predict  # noqa: E402
+from attacks.core.data.readers import gtu  # noqa: E402
+from attacks.core.recognizers import ARCHITECTURES, build_recognizer  # noqa: E402
+from attacks.core.skeletons import get_skeleton  # noqa: E402
+from attacks.core.data.splits import stratified_split  # noqa: E402
+from attacks.core.training.loop import CPU_PRESETS, learning_curve_figure, split_preset, train  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "datasets" / "gtu3dactions"
 TARGETS = {"stgcn": 0.88, "agcn": 0.88, "sgn": 0.88, "ctrgcn": 0.88}

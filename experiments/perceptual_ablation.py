@@ -1,6 +1,6 @@
 """SMART against its perceptual-loss ablations (l2, l2-acc, l2-bone) at matched success.
 
-Why a sweep: with the gradient balancing SMART uses (`attacks/methods/smart.py`), each
+Why a sweep: with the gradient balancing SMART uses (`attacks/core/methods/smart.py`), each
 loss's gradient is scaled to unit norm per frame before the two are mixed with w and
 1 − w. For `l2` the perceptual gradient points straight back along the perturbation, so
 at the paper's w = 0.4 it outweighs the classification gradient and the attack rarely
@@ -35,10 +35,10 @@ django.setup()
 
 import pandas as pd  # noqa: E402
 
-from attacks.generation import generate_samples, generation_config  # noqa: E402
-from attacks.methods import method_config  # noqa: E402
+from attacks.services.generation import generate_samples, generation_config  # noqa: E402
+from attacks.core.methods import method_config  # noqa: E402
 from attacks.models import Recognizer  # noqa: E402
-from attacks.reports import markdown_table  # noqa: E402
+from attacks.core.reporting.tables import markdown_table  # noqa: E402
 from attacks.management.commands._options import parse_key_values  # noqa: E402
 from django.core.management.base import CommandError  # noqa: E402
 

@@ -1,6 +1,6 @@
 """SMART's presets against each other and against their ablations, on whole test splits.
 
-For every recognizer, preset (`attacks.methods.smart.PRESETS`) and method (smart, l2,
+For every recognizer, preset (`attacks.core.methods.smart.PRESETS`) and method (smart, l2,
 l2-acc, l2-bone), one AB run with the paper's budget (300 iterations) through
 `generate_samples`, so the runs are the ones the command stores and reports reuse. Prints
 two tables per recognizer:
@@ -32,10 +32,10 @@ django.setup()
 
 import pandas as pd  # noqa: E402
 
-from attacks.generation import generate_samples, generation_config  # noqa: E402
-from attacks.methods.smart import PRESETS  # noqa: E402
+from attacks.services.generation import generate_samples, generation_config  # noqa: E402
+from attacks.core.methods.smart import PRESETS  # noqa: E402
 from attacks.models import Recognizer  # noqa: E402
-from attacks.reports import markdown_table  # noqa: E402
+from attacks.core.reporting.tables import markdown_table  # noqa: E402
 
 METHODS = ("smart", "l2", "l2-acc", "l2-bone")
 COLUMNS = ("clip_id", "success", "attack_success", "iterations", "mean_displacement", "bone_length_error",

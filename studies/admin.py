@@ -12,11 +12,13 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
-from attacks.figures import stick_figure_strip
+from attacks.core.reporting.figures import stick_figure_strip
 
-from . import assignment, reports
-from .protocols.base import ConfigurationError
-from .models import (MotionHandle, Participant, Response, SeriesParticipant, SeriesStudy, Stimulus, Study,
+from studies import assignment
+
+from studies import reports
+from studies.protocols.base import ConfigurationError
+from studies.models import (MotionHandle, Participant, Response, SeriesParticipant, SeriesStudy, Stimulus, Study,
                      StudySeries, Trial)
 
 

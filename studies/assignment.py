@@ -19,9 +19,9 @@ from django.utils import timezone
 
 from attacks.models import AdversarialSample
 
-from .models import MotionHandle, Participant, Response, SeriesParticipant, Stimulus, Study, StudySeries, Trial
-from .participation_config import COMPLETED, SCREENED_OUT, TIMED_OUT, consent_version
-from .protocols.base import PoolItem, SampleInfo, check_capacity, clips_of, items_needed, least_used
+from studies.models import MotionHandle, Participant, Response, SeriesParticipant, Stimulus, Study, StudySeries, Trial
+from studies.core.participation_config import COMPLETED, SCREENED_OUT, TIMED_OUT, consent_version
+from studies.protocols.base import PoolItem, SampleInfo, check_capacity, clips_of, items_needed, least_used
 
 
 def matching_samples(study: Study, config: dict | None = None):

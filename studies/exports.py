@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .models import Study, Trial
+from studies.models import Study, Trial
 
 # file -> column -> meaning. Types come from the data itself.
 COLUMNS = {

@@ -14,9 +14,9 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from .participation_config import consent_version, validate_series, ParticipationConfigError
-from .protocols import KINDS, get_protocol
-from .protocols.base import ConfigurationError
+from studies.core.participation_config import consent_version, validate_series, ParticipationConfigError
+from studies.protocols import KINDS, get_protocol
+from studies.protocols.base import ConfigurationError
 
 
 def new_token() -> str:
@@ -104,7 +104,7 @@ class Study(models.Model):
 
     def open(self):
         """Open for participants, building the stimulus pool first if need be."""
-        from .assignment import build_pool
+        from studies.assignment import build_pool
         build_pool(self)
         self.status, self.opened_at = self.OPEN, self.opened_at or timezone.now()
         self.save(update_fields=["status", "opened_at", "configuration"])
@@ -113,7 +113,7 @@ class Study(models.Model):
         """Stop taking newcomers. Participants still active may finish (the study is
         'closing' until the last of them completes or times out) unless `now`, which
         closes at once and strands them (their answers stay stored)."""
-        from .assignment import release_abandoned
+        from studies.assignment import release_abandoned
         if self.status == self.CLOSED:
             return
         if not now and self.status != self.DRAFT:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from django.contrib.auth import get_user
 from rest_framework.permissions import BasePermission
 
-from .models import Participant, Study
+from studies.models import Participant, Study
 
 
 class StudyIsOpen(BasePermission):

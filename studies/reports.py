@@ -29,10 +29,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import statistics
-from .models import Participant, Study, Trial
-from .protocols.base import CATCH
-from .statistics import finite
+from studies.core import statistics
+from studies.models import Participant, Study, Trial
+from studies.protocols.base import CATCH
+from studies.core.statistics import finite
 
 TRIAL_COLUMNS = ["study", "participant", "participant_status", "position", "trial", "is_practice",
                  "condition", "method", "left_method", "right_method", "left_shows", "right_shows", "dataset",
@@ -263,7 +263,7 @@ def build_report(study: Study, out_dir: str | Path | None = None, include_partia
     figures = report_figures(study, summary)
     summary["figures"] = sorted(figures)
     if out_dir is not None:
-        from . import exports
+        from studies import exports
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         tables = {"trials.csv": trials, "participants.csv": participants, "stimuli.csv": stimuli}
@@ -284,7 +284,7 @@ def report_figures(study: Study, summary: dict) -> dict[str, bytes]:
     figures = study.protocol.figures(summary["statistics"]) if summary["statistics"] else {}
     verdicts = summary.get("verdicts") or {}
     if verdicts.get("univariate"):
-        from .figures import odds_ratio_forest
+        from studies.core.figures import odds_ratio_forest
         figures[f"{study.kind}_verdicts_by_metric.png"] = odds_ratio_forest(
             verdicts["univariate"], f"{verdicts['outcome'].replace('_', ' ')}: odds ratio per SD")
     return figures
@@ -303,7 +303,7 @@ def sample_metrics(ids) -> pd.DataFrame:
     """The objective perceptual metrics of these AdversarialSamples, indexed by id."""
     from attacks.models import AdversarialSample
 
-    from .verdicts import METRICS
+    from studies.core.verdicts import METRICS
     rows = AdversarialSample.objects.filter(id__in=[int(i) for i in ids]).values(
         "id", "recognizer__name", "clip__dataset__name", "clip__index", *METRICS)
     frame = pd.DataFrame(list(rows), columns=["id", "recognizer__name", "clip__dataset__name", "clip__index",
@@ -314,8 +314,8 @@ def sample_metrics(ids) -> pd.DataFrame:
 
 def human_verdicts(study: Study, kept: pd.DataFrame) -> tuple[dict, pd.DataFrame]:
     """Every analysed judgement of an attacked motion joined to that motion's objective
-    metrics (`studies.verdicts`): the models, and the per-stimulus table."""
-    from . import verdicts
+    metrics (`studies.core.verdicts`): the models, and the per-stimulus table."""
+    from studies.core import verdicts
     outcome = verdicts.OUTCOMES[study.kind]
     rows = verdicts.outcome_rows(kept, study.kind)
     joined = verdicts.join_metrics(rows, sample_metrics(rows["sample"].dropna().unique()))
@@ -330,7 +330,7 @@ def table4(study: Study, kept: pd.DataFrame) -> list[dict]:
     over the samples the study draws from (its dataset / recognizer / strategy / method
     filters, successful or not) beside the share of its attacked motions people judged
     unchanged (indistinguishable), with participant-aware intervals."""
-    from .assignment import matching_samples
+    from studies.assignment import matching_samples
     config = study.config
     candidates = pd.DataFrame(list(matching_samples(study, config).values("recognizer__name", "method", "success")),
                               columns=["recognizer__name", "method", "success"])

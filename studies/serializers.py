@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from .participation_config import check_questionnaire_answers
+from studies.core.participation_config import check_questionnaire_answers
 
 
 EXTERNAL_ID = dict(required=False, allow_blank=True, max_length=64, default="")
@@ -74,7 +74,7 @@ class PlaybackLogSerializer(serializers.Serializer):
     seconds = serializers.FloatField(min_value=0, required=False)
     repeats = serializers.IntegerField(min_value=1, required=False)
     slow_motion = serializers.FloatField(min_value=1, required=False)
-    # The natural-speed schedule as played (studies.playback): the motion's own rate, the
+    # The natural-speed schedule as played (studies.core.playback): the motion's own rate, the
     # rate on screen (fps / slow motion), whole showings of the clip and the still pause
     # between them, and when each showing began (ms after the first frame).
     motion_fps = serializers.FloatField(min_value=0, required=False)

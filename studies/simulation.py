@@ -28,8 +28,8 @@ from django.utils import timezone
 
 from attacks.models import AdversarialSample
 
-from . import assignment
-from .models import Participant, Study, Trial
+from studies import assignment
+from studies.models import Participant, Study, Trial
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ def choose(policy: Policy, trial: Trial, rng: np.random.Generator, skill: float,
 
 def simulate(study: Study, n: int, policy: Policy, seed: int = 0, response_ms: int = 1500) -> list[Participant]:
     """`n` simulated participants who take the whole study and complete it."""
-    from .views import trial_payload
+    from studies.views import trial_payload
 
     rng = np.random.default_rng(seed)
     if policy.kind == "clustered":

@@ -1,8 +1,7 @@
 """Participant API routes (mounted under /api/)."""
 from django.urls import path
 
-from . import views
-
+from studies import views
 app_name = "studies"
 
 urlpatterns = [

@@ -24,12 +24,16 @@ from rest_framework.views import APIView
 
 from attacks.models import AdversarialSample, Dataset
 
-from . import assignment, permissions, playback
-from .throttling import ThrottledEarly
-from .models import MotionHandle, Participant, SeriesParticipant, Study, StudySeries, Trial
-from .participation_config import COMPLETED, SCREENED_OUT, consent_version, outcome_exit
-from .payloads import encode_handle
-from .serializers import (AnswerResultSerializer, AnswerSerializer, CompletionSerializer, NextTrialSerializer,
+from studies import assignment
+
+from studies import permissions
+
+from studies.core import playback
+from studies.throttling import ThrottledEarly
+from studies.models import MotionHandle, Participant, SeriesParticipant, Study, StudySeries, Trial
+from studies.core.participation_config import COMPLETED, SCREENED_OUT, consent_version, outcome_exit
+from studies.core.payloads import encode_handle
+from studies.serializers import (AnswerResultSerializer, AnswerSerializer, CompletionSerializer, NextTrialSerializer,
                           ParticipationSerializer, SeriesParticipationSerializer, SeriesPublicSerializer,
                           StartParticipationSerializer, StudyPublicSerializer)
 
@@ -240,7 +244,7 @@ class MotionDetail(ThrottledEarly, APIView):
 
     authentication_classes = []
 
-    @extend_schema(responses={200: OpenApiResponse(description="encoded motion (studies.payloads)")},
+    @extend_schema(responses={200: OpenApiResponse(description="encoded motion (studies.core.payloads)")},
                    summary="A motion to play, by opaque key (cacheable, ETag)")
     def get(self, request, key):
         etag = f'"{hashlib.sha256(key.encode()).hexdigest()[:20]}"'
@@ -327,7 +331,7 @@ def _skeleton_facts(dataset_id: int) -> dict:
 
 
 def playback_settings(config: dict) -> dict:
-    """The study-wide settings (the per-trial schedule comes from `studies.playback.plan`)."""
+    """The study-wide settings (the per-trial schedule comes from `studies.core.playback.plan`)."""
     return {"seconds": config["playback_seconds"], "repeats": config["repeats"],
             "slow_motion": config["slow_motion"], "pause_seconds": config["repeat_pause_seconds"]}
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from attacks.models import AdversarialSample, Clip, Dataset, DatasetSplit, GenerationRun, Recognizer
-from attacks.skeletons import get_skeleton
+from attacks.core.skeletons import get_skeleton
 
 ALL_METHODS = ("smart", "l2", "l2-acc", "l2-bone", "iaa", "ciasa")
 
@@ -17,7 +17,7 @@ ALL_METHODS = ("smart", "l2", "l2-acc", "l2-bone", "iaa", "ciasa")
 def motions(num_clips: int, num_frames: int, num_classes: int, seed: int, skeleton) -> tuple[list, list[int], list[str]]:
     """(motions (1, T, V, 3) float32, labels, class names)."""
     try:
-        from attacks.readers.synthetic import ACTIONS, generate
+        from attacks.core.data.readers.synthetic import ACTIONS, generate
         per_class = -(-num_clips // num_classes)
         clips = generate(skeleton, num_classes=num_classes, clips_per_class=per_class, num_frames=num_frames,
                          seed=seed)[:num_clips]

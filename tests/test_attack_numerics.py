@@ -10,17 +10,17 @@ import numpy as np
 import pytest
 import torch
 
-from attacks import preprocessing
-from attacks.methods import Numerics, attack
-from attacks.methods.numerics import RecognizerRunner, bf16_supported
-from attacks.metrics import perceptual_metrics
-from attacks.motion import to_model_input
-from attacks.readers import gtu
-from attacks.recognizers import build_recognizer
-from attacks.recognizers.streams import bone_stream
-from attacks.skeletons import get_skeleton
-from attacks.splits import stratified_split
-from attacks.training import train
+from attacks.core.data import preprocessing
+from attacks.core.methods import Numerics, attack
+from attacks.core.methods.numerics import RecognizerRunner, bf16_supported
+from attacks.core.methods.metrics import perceptual_metrics
+from attacks.core.motion import to_model_input
+from attacks.core.data.readers import gtu
+from attacks.core.recognizers import build_recognizer
+from attacks.core.recognizers.streams import bone_stream
+from attacks.core.skeletons import get_skeleton
+from attacks.core.data.splits import stratified_split
+from attacks.core.training.loop import train
 from tests.conftest import require_shared_datasets
 
 NTU = get_skeleton("ntu25")
@@ -41,7 +41,7 @@ def test_options_are_checked():
 
 
 def test_defaults_follow_the_hardware_and_the_size_of_the_work(monkeypatch):
-    import attacks.methods.numerics as numerics
+    import attacks.core.methods.numerics as numerics
 
     monkeypatch.setattr(numerics, "bf16_supported", lambda device="cpu": False)
     assert Numerics.fast("cpu").exact and Numerics.resolve_precision("auto") == "fp32"
@@ -59,7 +59,7 @@ def test_defaults_follow_the_hardware_and_the_size_of_the_work(monkeypatch):
 def test_compiled_batches_are_padded_to_few_sizes_and_padding_changes_nothing(monkeypatch):
     """Padding rows are detached copies: the real rows' logits and gradients are those of
     the unpadded batch (checked without inductor: only the padding is under test here)."""
-    import attacks.methods.numerics as numerics
+    import attacks.core.methods.numerics as numerics
 
     monkeypatch.setattr(numerics, "_prepared_module", lambda model, n: model)
     model = build_recognizer("stgcn", NTU, 5, num_persons=2, num_frames=8, width=4).eval()

@@ -15,7 +15,7 @@ from django.contrib.auth import get_user_model
 
 from attacks.models import AdversarialSample
 from studies.models import Response
-from studies.payloads import decode_motion, encode_motion
+from studies.core.payloads import decode_motion, encode_motion
 from tests.browser_support import (StudyBot, chromium, page, playwright_driver,  # noqa: F401
                                    save_screenshot, study_with_samples, viewport_pixels)
 
@@ -190,7 +190,7 @@ def test_real_time_playback_in_chromium_lasts_its_planned_duration(page, live_se
 @pytest.mark.browser
 def test_browser_decoder_matches_the_python_encoder(page, live_server):
     """decodeMotion in Chromium (DecompressionStream, int16 running sum) gives back what
-    studies.payloads.decode_motion gives, including wrapped time differences and an
+    studies.core.payloads.decode_motion gives, including wrapped time differences and an
     all-zero (absent) second person, which the player treats as invisible."""
     study_with_samples("naturalness", trials_per_participant=1)
     page.goto(f"{live_server.url}/study/naturalness/")
@@ -228,7 +228,7 @@ def test_both_viewports_share_one_framing_and_interpolate_between_frames(page, l
     far away (a larger bounding box, as a bad attack may have) is not drawn smaller at the
     shared first pose, so size never tells the two apart. Poses between two motion frames
     are interpolated linearly."""
-    from attacks.skeletons import get_skeleton
+    from attacks.core.skeletons import get_skeleton
     study_with_samples("naturalness", trials_per_participant=1)
     page.goto(f"{live_server.url}/study/naturalness/")
     page.wait_for_function("document.body.dataset.screen === 'consent'")

@@ -21,7 +21,7 @@ MIN_SKELETON_PIXELS = 300
 
 def assert_playback_log(response: Response, sent: list[dict]):
     """Every stored answer carries the browser's playback log; its duration is the one
-    the server planned for the trial (natural speed, whole showings: studies.playback),
+    the server planned for the trial (natural speed, whole showings: studies.core.playback),
     overshooting by less than the frame that crossed the end (test_browser_playback.py
     checks the clock frame by frame)."""
     log = response.playback

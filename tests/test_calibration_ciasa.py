@@ -6,11 +6,11 @@ import pytest
 import torch
 import torch.nn as nn
 
-from attacks.calibration import BudgetPoint, bisect_budget
-from attacks.metrics import linf_displacement
-from attacks.methods import (CIASAConfig, attack, bone_angle_bounds_from_motions, bone_bending_angles, prepare_ciasa,
+from attacks.services.calibration import BudgetPoint, bisect_budget
+from attacks.core.methods.metrics import linf_displacement
+from attacks.core.methods import (CIASAConfig, attack, bone_angle_bounds_from_motions, bone_bending_angles, prepare_ciasa,
                              train_discriminator_against_attack)
-from attacks.skeletons import Skeleton, get_skeleton
+from attacks.core.skeletons import Skeleton, get_skeleton
 
 CHAIN = Skeleton(name="chain4", joints=("a", "b", "c", "d"), parents=(-1, 0, 1, 2), spine=(0,))
 NTU = get_skeleton("ntu25")

@@ -12,10 +12,12 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.urls import reverse
 
-from attacks import generation, reports
-from attacks.methods import bone_bending_angles
+from attacks.services import generation
+
+from attacks.core.reporting import tables as reports
+from attacks.core.methods import bone_bending_angles
 from attacks.models import Dataset, GenerationRun, Recognizer, RobustnessReport
-from attacks.recognition import split_clips
+from attacks.services.recognition import split_clips
 
 ATTACK = dict(recognizer="cal-tiny", iterations=10, batch_size=8, no_progress=True)
 

@@ -9,10 +9,12 @@ import pytest
 import torch
 from django.core.management import call_command
 
-from attacks import preprocessing, protocol_view
-from attacks.readers.base import RawClip
-from attacks.recognizers import ARCHITECTURES
-from attacks.skeletons import Skeleton, get_skeleton, infer_lateral_pairs
+from attacks.core.data import preprocessing
+
+from attacks.core.data import protocol_view
+from attacks.core.data.readers.base import RawClip
+from attacks.core.recognizers import ARCHITECTURES
+from attacks.core.skeletons import Skeleton, get_skeleton, infer_lateral_pairs
 
 PARENTS = [-1, 0, 1, 2, 1, 4, 5, 6, 1, 8, 9, 10, 0, 12, 13, 14, 0, 16, 17, 18]
 NO_FACING = "facing is not normalised"
@@ -98,7 +100,7 @@ def test_one_sided_or_anonymous_rigs_infer_nothing():
 # ---- a rig with neither pair -------------------------------------------------------------
 
 def _rotated_motion(skeleton, frames=8, seed=0):
-    from attacks.readers.synthetic import generate
+    from attacks.core.data.readers.synthetic import generate
     motion = generate(skeleton, num_classes=1, clips_per_class=1, num_frames=frames, seed=seed)[0].motion
     angle = np.radians(70.0)  # turned away from +z and moved off the origin
     turn = np.array([[np.cos(angle), 0, np.sin(angle)], [0, 1, 0], [-np.sin(angle), 0, np.cos(angle)]])
@@ -159,9 +161,9 @@ def rig_dataset(settings, tmp_path):
 @pytest.mark.django_db
 @pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
 def test_every_architecture_trains_on_a_rig_without_hips_or_shoulders(arch, rig_dataset):
-    from attacks.evaluation import predict_logits
+    from attacks.core.training.evaluation import predict_logits
     from attacks.models import Recognizer
-    from attacks.recognition import load_model, recognizer_inputs, world_motion
+    from attacks.services.recognition import load_model, recognizer_inputs, world_motion
 
     torch.set_num_threads(1)
     assert "hips" not in rig_dataset.skeleton and rig_dataset.get_skeleton().hips == (12, 16)

@@ -3,7 +3,9 @@ import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
 
-from attacks import generation, preprocessing
+from attacks.services import generation
+
+from attacks.core.data import preprocessing
 from attacks.models import AdversarialSample, Dataset, GenerationRun, Recognizer, TransferResult
 
 ATTACK = dict(recognizer="tiny", iterations=12, batch_size=4, no_progress=True)
@@ -159,7 +161,7 @@ def test_engine_version_is_part_of_a_runs_identity(trained, monkeypatch):
 
 
 def test_the_preset_and_its_version_are_part_of_the_run(trained):
-    from attacks.methods.smart import DEFAULT_PRESET, PRESET_VERSIONS
+    from attacks.core.methods.smart import DEFAULT_PRESET, PRESET_VERSIONS
 
     call_command("generate_samples", method="smart", strategy="ab", **{**ATTACK, "iterations": 3})
     call_command("generate_samples", method="smart", strategy="ab", preset="balanced", **{**ATTACK, "iterations": 3})

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from attacks.methods.smart import _unit_per_frame
+from attacks.core.methods.smart import _unit_per_frame
 from tests.test_methods import NTU, random_ntu
 
 
@@ -30,8 +30,8 @@ def test_unit_per_frame_floor_keeps_flat_frames_small():
 
 
 def test_balanced_gradient_mixes_unit_gradients_with_weight_w():
-    from attacks.losses import perceptual_loss
-    from attacks.methods.smart import SmartConfig, SmartMethod
+    from attacks.core.methods.losses import perceptual_loss
+    from attacks.core.methods.smart import SmartConfig, SmartMethod
 
     q = random_ntu(3, frames=8)[:, :1]
     x = (q + 0.01 * torch.randn(q.shape, generator=torch.Generator().manual_seed(1))).requires_grad_(True)
@@ -54,8 +54,8 @@ def test_balanced_gradient_mixes_unit_gradients_with_weight_w():
 def test_balanced_terms_mix_unit_gradients_with_their_coefficients(kind):
     """Each term of Lp gets a unit gradient per frame, weighted by its coefficient (SMART:
     α·β₀, α·β₂, 1 − α), so α and β weigh directions whatever the terms' units."""
-    from attacks.losses import bone_length_term, dynamics_term, joint_weights
-    from attacks.methods.smart import SmartConfig, SmartMethod
+    from attacks.core.methods.losses import bone_length_term, dynamics_term, joint_weights
+    from attacks.core.methods.smart import SmartConfig, SmartMethod
 
     q = random_ntu(2, frames=8, seed=4)[:, :1]
     x = (q + 0.01 * torch.randn(q.shape, generator=torch.Generator().manual_seed(2))).requires_grad_(True)
@@ -82,7 +82,7 @@ def test_balanced_terms_mix_unit_gradients_with_their_coefficients(kind):
 
 def test_balanced_terms_do_not_depend_on_the_time_unit():
     """Scaling a term (per second instead of per frame) leaves its unit gradient alone."""
-    from attacks.methods.smart import SmartConfig, SmartMethod
+    from attacks.core.methods.smart import SmartConfig, SmartMethod
 
     q = random_ntu(2, frames=8, seed=6)[:, :1]
     x = (q + 0.01 * torch.randn(q.shape, generator=torch.Generator().manual_seed(3))).requires_grad_(True)
@@ -99,8 +99,8 @@ def test_balanced_terms_do_not_depend_on_the_time_unit():
 
 
 def test_unbalanced_gradient_is_the_plain_weighted_sum():
-    from attacks.losses import perceptual_loss
-    from attacks.methods.smart import SmartConfig, SmartMethod
+    from attacks.core.methods.losses import perceptual_loss
+    from attacks.core.methods.smart import SmartConfig, SmartMethod
 
     q = random_ntu(2, frames=8)[:, :1]
     x = (q + 0.01).requires_grad_(True)

@@ -183,7 +183,7 @@ def test_truncated_ntu_file_stops_the_import_and_writes_nothing(ntu_copy):
 
 
 def test_a_20_joint_json_skeleton_imports_exports_and_reimports(tmp_path):
-    from attacks.skeletons import get_skeleton
+    from attacks.core.skeletons import get_skeleton
     from tests.test_skeletons import twenty_joint_definition
 
     rig = tmp_path / "k20.json"

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from attacks import metrics
-from attacks.losses import (
+from attacks.core.methods import metrics
+from attacks.core.methods.losses import (
     attack_success, classification_loss, derivative, perceptual_loss, total_loss,
 )
-from attacks.skeletons import Skeleton
+from attacks.core.skeletons import Skeleton
 
 # A three-joint chain: 0 (root, spinal) -> 1 -> 2, standing along +y, one metre per bone.
 CHAIN = Skeleton(name="chain3", joints=("root", "mid", "tip"), parents=(-1, 0, 1), spine=(0,))

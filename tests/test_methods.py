@@ -6,14 +6,14 @@ import pytest
 import torch
 import torch.nn as nn
 
-from attacks.losses import attack_success
-from attacks.methods import (
+from attacks.core.methods.losses import attack_success
+from attacks.core.methods import (
     attack, attack_in_batches, bone_bending_angles, correctly_classified, project_bone_angles,
     random_targets, realign_bones, train_motion_discriminator,
 )
-from attacks.methods.motion_discriminator import realism_loss
-from attacks.methods.skeleton_constraints import bone_angle_bounds_from_motions, bone_directions
-from attacks.skeletons import Skeleton, get_skeleton
+from attacks.core.methods.motion_discriminator import realism_loss
+from attacks.core.methods.skeleton_constraints import bone_angle_bounds_from_motions, bone_directions
+from attacks.core.skeletons import Skeleton, get_skeleton
 
 NTU = get_skeleton("ntu25")
 CHAIN = Skeleton(name="chain4", joints=("a", "b", "c", "d"), parents=(-1, 0, 1, 2), spine=(0,))
@@ -430,7 +430,7 @@ def test_a_rejected_candidate_is_not_frozen_and_keeps_being_attacked():
 @pytest.mark.parametrize("preset", ["balanced", "paper", "authors"])
 @pytest.mark.parametrize("method", ["smart", "l2", "l2-acc", "l2-bone"])
 def test_first_update_of_each_preset_stays_within_its_step_bound(preset, method):
-    from attacks.methods import method_config
+    from attacks.core.methods import method_config
 
     q = random_ntu(3, frames=12, seed=4)
     y = torch.zeros(3, dtype=torch.long)
@@ -447,8 +447,8 @@ def test_first_update_of_each_preset_stays_within_its_step_bound(preset, method)
 
 
 def test_presets_set_values_and_explicit_options_win():
-    from attacks.methods import method_config
-    from attacks.methods.smart import PRESETS
+    from attacks.core.methods import method_config
+    from attacks.core.methods.smart import PRESETS
 
     authors = method_config("smart", preset="authors")
     assert (authors.update, authors.w, authors.lr, authors.fixed_fps) == ("step", 0.6, 0.01, 30.0)

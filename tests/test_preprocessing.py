@@ -2,11 +2,11 @@
 import numpy as np
 import pytest
 
-from attacks import preprocessing as pp
-from attacks.readers import gtu
-from attacks.readers.base import RawClip
-from attacks.readers.synthetic import generate, rest_pose
-from attacks.skeletons import get_skeleton
+from attacks.core.data import preprocessing as pp
+from attacks.core.data.readers import gtu
+from attacks.core.data.readers.base import RawClip
+from attacks.core.data.readers.synthetic import generate, rest_pose
+from attacks.core.skeletons import get_skeleton
 
 NTU = get_skeleton("ntu25")
 CMU = get_skeleton("cmu25")

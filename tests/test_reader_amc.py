@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from attacks.readers import amc, bvh
-from attacks.readers.base import ReaderError
-from attacks.readers.kinematics import rest_positions
-from attacks.skeletons import get_skeleton
+from attacks.core.data.readers import amc, bvh
+from attacks.core.data.readers.base import ReaderError
+from attacks.core.data.readers.kinematics import rest_positions
+from attacks.core.skeletons import get_skeleton
 
 CMU25 = get_skeleton("cmu25")
 ASF_UNIT = 0.0254 / 0.45  # HDM_dg.asf says `length 0.45`: one unit is 1/0.45 inch

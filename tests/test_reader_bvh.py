@@ -4,10 +4,10 @@ import json
 import numpy as np
 import pytest
 
-from attacks.readers import bvh
-from attacks.readers.base import ReaderError
-from attacks.readers.kinematics import UNIT_NAMES, rest_positions
-from attacks.skeletons import get_skeleton
+from attacks.core.data.readers import bvh
+from attacks.core.data.readers.base import ReaderError
+from attacks.core.data.readers.kinematics import UNIT_NAMES, rest_positions
+from attacks.core.skeletons import get_skeleton
 
 CMU25 = get_skeleton("cmu25")
 ASF_UNIT = 0.0254 / 0.45  # metres per ASF unit for `length 0.45`

@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from attacks.readers import ReaderError, get_reader
-from attacks.readers import npz
-from attacks.skeletons import get_skeleton
+from attacks.core.data.readers import ReaderError, get_reader
+from attacks.core.data.readers import npz
+from attacks.core.skeletons import get_skeleton
 
 RNG_SEED = 7
 

@@ -4,9 +4,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from attacks.readers import ReaderError, get_reader
-from attacks.readers import ntu
-from attacks.skeletons import Skeleton, get_skeleton
+from attacks.core.data.readers import ReaderError, get_reader
+from attacks.core.data.readers import ntu
+from attacks.core.skeletons import Skeleton, get_skeleton
 
 ONE_BODY = "S001C001P001R001A011.skeleton"
 TWO_BODIES = "S001C003P008R002A058.skeleton"

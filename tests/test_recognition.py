@@ -6,8 +6,8 @@ import pytest
 import torch
 from django.core.management import CommandError, call_command
 
-from attacks import recognition
-from attacks.exporting import export_dataset
+from attacks.services import recognition
+from attacks.services.exporting import export_dataset
 from attacks.models import Dataset, DatasetSplit, Recognizer
 
 pytestmark = pytest.mark.django_db

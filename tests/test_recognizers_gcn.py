@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from attacks.recognizers import build_recognizer, recognizer_class
-from attacks.recognizers import graph
-from attacks.recognizers.blocks import CTRGC, DataBatchNorm, GraphConv, MultiScaleTemporalConv, TemporalConv
-from attacks.recognizers.stgcn import block_schedule
-from attacks.recognizers.streams import bone_stream, motion_stream, stream_input
-from attacks.skeletons import Skeleton, get_skeleton
+from attacks.core.recognizers import build_recognizer, recognizer_class
+from attacks.core.recognizers import graph
+from attacks.core.recognizers.blocks import CTRGC, DataBatchNorm, GraphConv, MultiScaleTemporalConv, TemporalConv
+from attacks.core.recognizers.stgcn import block_schedule
+from attacks.core.recognizers.streams import bone_stream, motion_stream, stream_input
+from attacks.core.skeletons import Skeleton, get_skeleton
 
 ARCHS = ("stgcn", "agcn", "asgcn", "ctrgcn")
 TINY = dict(width=8, num_blocks=3)

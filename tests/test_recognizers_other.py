@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from attacks.recognizers import build_recognizer
-from attacks.recognizers.dgnn import DGNN, incidence_matrices
-from attacks.recognizers.hrnn import HRNN
-from attacks.recognizers.msg3d import MSG3D
-from attacks.recognizers.sgn import SGN
-from attacks.recognizers.streams import bone_stream, motion_stream
-from attacks.skeletons import Skeleton, get_skeleton
+from attacks.core.recognizers import build_recognizer
+from attacks.core.recognizers.dgnn import DGNN, incidence_matrices
+from attacks.core.recognizers.hrnn import HRNN
+from attacks.core.recognizers.msg3d import MSG3D
+from attacks.core.recognizers.sgn import SGN
+from attacks.core.recognizers.streams import bone_stream, motion_stream
+from attacks.core.skeletons import Skeleton, get_skeleton
 
 ARCHS = ("hrnn", "sgn", "msg3d", "dgnn")
 TINY = {"hrnn": 4, "sgn": 8, "msg3d": 6, "dgnn": 4}

@@ -11,11 +11,13 @@ import pandas as pd
 import pytest
 from django.core.management import call_command
 
-from attacks import generation, reports
+from attacks.services import generation
+
+from attacks.core.reporting import tables as reports
 from attacks.models import (AdversarialSample, Clip, Dataset, DatasetSplit, GenerationRun, Recognizer,
                             RobustnessReport, TransferResult)
-from attacks.report_data import ReportFilters, report_records
-from attacks.skeletons import BUILTIN
+from attacks.services.reporting import ReportFilters, report_records
+from attacks.core.skeletons import BUILTIN
 
 T, V, FPS = 10, 25, 30.0
 

@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from attacks.skeletons import BUILTIN, Skeleton, SkeletonError, get_skeleton
+from attacks.core.skeletons import BUILTIN, Skeleton, SkeletonError, get_skeleton
 
 # The NTU literature's 1-based (child, parent) bones, as ARCHITECTURE.md lists them.
 NTU_BONES_1BASED = [(1, 2), (2, 21), (3, 21), (4, 3), (5, 21), (6, 5), (7, 6), (8, 7), (9, 21), (10, 9), (11, 10),

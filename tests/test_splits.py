@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from attacks.splits import (NTU_XSUB_TRAIN_PERFORMERS, NTU_XVIEW_TRAIN_CAMERAS, protocol_split,
+from attacks.core.data.splits import (NTU_XSUB_TRAIN_PERFORMERS, NTU_XVIEW_TRAIN_CAMERAS, protocol_split,
                             stratified_split)
 
 

@@ -13,12 +13,14 @@ import torch
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from attacks import preprocessing, protocol_view
-from attacks.methods import numerics
-from attacks.methods.numerics import bf16_supported
+from attacks.core.data import preprocessing
+
+from attacks.core.data import protocol_view
+from attacks.core.methods import numerics
+from attacks.core.methods.numerics import bf16_supported
 from attacks.models import AdversarialSample, Dataset, GenerationRun, Recognizer, TransferResult
-from attacks.readers.synthetic import generate
-from attacks.skeletons import get_skeleton
+from attacks.core.data.readers.synthetic import generate
+from attacks.core.skeletons import get_skeleton
 
 PROTOCOLS = {
     "raw": ([], {"frames": 24}),
@@ -98,8 +100,8 @@ def test_the_recognizers_precision_is_part_of_the_run_and_its_samples_classify_a
     ok_exact, ok_fast = exact.samples.filter(success=True).count(), len(successful)
     assert abs(ok_exact - ok_fast) <= max(1, round(0.15 * exact.samples.count())), (ok_exact, ok_fast)
     # A bf16 run resumed where bf16 is not native stops with the reason, before attacking.
-    from attacks.generation import attack_positions, prepare_run
-    from attacks.recognition import RecognitionError
+    from attacks.services.generation import attack_positions, prepare_run
+    from attacks.services.recognition import RecognitionError
 
     scope, attackable, model, inputs = prepare_run(fast)
     monkeypatch.setattr(numerics, "bf16_supported", lambda device="cpu": False)

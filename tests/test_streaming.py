@@ -7,14 +7,18 @@ import pytest
 import torch
 from django.core.management import call_command
 
-from attacks import clip_cache, generation, protocol_view
-from attacks.evaluation import predict
+from attacks.services import clip_cache
+
+from attacks.services import generation
+
+from attacks.core.data import protocol_view
+from attacks.core.training.evaluation import predict
 from attacks.management.commands import classify
 from attacks.models import AdversarialSample, Clip, Dataset, GenerationRun, Recognizer
-from attacks.recognition import (get_or_create_split, load_model, model_inputs, recognizer_inputs, split_clips,
+from attacks.services.recognition import (get_or_create_split, load_model, model_inputs, recognizer_inputs, split_clips,
                                 world_motion)
-from attacks.recognizers import build_recognizer
-from attacks.training import train
+from attacks.core.recognizers import build_recognizer
+from attacks.core.training.loop import train
 
 pytestmark = pytest.mark.django_db
 
@@ -141,7 +145,7 @@ def test_generation_in_chunks_stores_the_samples_of_one_pass(recognizer, monkeyp
 
 
 def test_a_clips_view_does_not_depend_on_what_it_is_batched_with():
-    from attacks.skeletons import BUILTIN
+    from attacks.core.skeletons import BUILTIN
     skeleton = BUILTIN["ntu25"]
     rng = np.random.default_rng(0)
     motions = [rng.normal(0, 1, (2, int(rng.integers(20, 90)), 25, 3)).astype(np.float32) for _ in range(53)]
@@ -154,10 +158,10 @@ def test_a_clips_view_does_not_depend_on_what_it_is_batched_with():
 
 
 def test_import_spools_file_by_file_and_stores_what_one_pass_would(data_dir):
-    from attacks import preprocessing
-    from attacks.importing import _jsonable
-    from attacks.readers import get_reader
-    from attacks.skeletons import get_skeleton
+    from attacks.core.data import preprocessing
+    from attacks.services.importing import _jsonable
+    from attacks.core.data.readers import get_reader
+    from attacks.core.skeletons import get_skeleton
 
     spec = "classes=3,clips=4,frames=50,seed=7"
     dataset = _import("spooled", spec=spec, protocol="smart", window=20, stride=10)

@@ -86,7 +86,7 @@ def test_next_trial_carries_motions_bones_and_playback(client, world):
     assert t["motions"][0]["motion"]["shape"] == [1, 30, 25, 3]
     assert len(t["skeleton"]["bones"]) == 24 and t["skeleton"]["num_joints"] == 25
     # Natural speed: the 30-frame, 30 fps clip (0.97 s) repeats 9 times for the 12 s budget
-    # (6 s x 2 repeats) with 0.5 s pauses, each showing 3x slower (studies.playback).
+    # (6 s x 2 repeats) with 0.5 s pauses, each showing 3x slower (studies.core.playback).
     assert t["playback"]["fps"] == [30.0, 30.0] and t["playback"]["showings"] == 9
     assert t["playback"]["total_seconds"] == pytest.approx(9 * 3 * 29 / 30 + 8 * 0.5)
     assert t["options_after_playback"] is False

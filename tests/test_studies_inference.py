@@ -1,4 +1,4 @@
-"""Participant-aware intervals and tests (studies.inference): hand-computed values, and
+"""Participant-aware intervals and tests (studies.core.inference): hand-computed values, and
 a coverage simulation with a known rate and intra-class correlation."""
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from studies import inference
-from studies.statistics import d_prime, wilson_interval
+from studies.core import inference
+from studies.core.statistics import d_prime, wilson_interval
 
 
 def test_cluster_bootstrap_resamples_whole_participants():

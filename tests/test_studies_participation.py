@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from studies import assignment
 from studies.models import Participant, Response, Stimulus, Study, Trial
-from studies.participation_config import consent_version
+from studies.core.participation_config import consent_version
 from studies.protocols import get_protocol
 from studies.protocols.base import ConfigurationError
 from tests.factories import make_samples, make_study

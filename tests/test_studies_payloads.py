@@ -6,7 +6,7 @@ import zlib
 import numpy as np
 import pytest
 
-from studies.payloads import FORMAT, MAX_BYTES, decode_motion, encode_motion
+from studies.core.payloads import FORMAT, MAX_BYTES, decode_motion, encode_motion
 
 
 def smooth_motion(frames=180, joints=25, persons=1, seed=0):
@@ -80,7 +80,7 @@ def test_each_view_has_its_own_grid_same_format_and_sub_millimetre_agreement():
 
 
 def test_broken_motion_is_deterministic_gross_and_drawable():
-    from studies.payloads import broken_motion
+    from studies.core.payloads import broken_motion
     motion = smooth_motion(60)
     a, b = broken_motion(motion, seed=3), broken_motion(motion, seed=3)
     assert a.shape == motion.shape and a.dtype == np.float32 and np.array_equal(a, b)

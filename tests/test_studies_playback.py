@@ -1,4 +1,4 @@
-"""The natural-speed playback schedule (studies.playback) and what the server does with
+"""The natural-speed playback schedule (studies.core.playback) and what the server does with
 it: every trial carries its plan, the plan is stored when the trial is first served, and
 an answer that arrives sooner than the playback lasts is flagged 'early'."""
 from __future__ import annotations
@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from studies import playback
+from studies.core import playback
 from studies.assignment import answer_flags
 from studies.models import Response, Trial
 from tests.factories import make_samples, make_study

@@ -11,7 +11,7 @@ from django.core.management import CommandError, call_command
 from attacks.models import AdversarialSample
 from studies import assignment
 from studies.models import MotionHandle, Study, Trial
-from studies.payloads import decode_motion
+from studies.core.payloads import decode_motion
 from studies.protocols import get_protocol
 from studies.protocols.base import BROKEN, CATCH, ConfigurationError
 from tests.factories import make_samples, make_study

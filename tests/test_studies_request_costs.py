@@ -9,7 +9,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from studies import assignment, views
+from studies import assignment
+
+from studies import views
 from studies.models import Participant, Trial
 from tests.factories import make_samples, make_study
 

@@ -7,7 +7,7 @@ import pytest
 from scipy import optimize
 from scipy import stats as st
 
-from studies import statistics
+from studies.core import statistics
 from studies.protocols import comparison, deceitfulness, indistinguishability, naturalness
 
 Z = 1.959963984540054
@@ -211,7 +211,7 @@ def test_rates_by_handles_empty_frames():
 
 
 def test_catch_accuracy_per_participant_against_the_threshold():
-    from studies.statistics import catch_accuracy
+    from studies.core.statistics import catch_accuracy
     frame = pd.DataFrame({
         "participant": ["A"] * 5 + ["B"] * 5 + ["C"] * 2,
         "condition": ["catch"] * 4 + ["smart"] + ["catch"] * 4 + ["smart"] + ["smart", "catch"],

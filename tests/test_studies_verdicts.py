@@ -1,4 +1,4 @@
-"""The human verdict joined to the motion (studies.verdicts): outcome rows per study
+"""The human verdict joined to the motion (studies.core.verdicts): outcome rows per study
 kind built by hand, and a simulated study where one metric drives detection."""
 from __future__ import annotations
 
@@ -6,9 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from studies import verdicts
-
-
+from studies.core import verdicts
 def trials(**columns) -> pd.DataFrame:
     base = {"participant": [1, 1, 2], "condition": ["smart", "sensitivity", "smart"], "answer": ["changed"] * 3,
             "is_correct": [True, False, True], "sample": [10, 11, 12], "right_sample": [10, 11, 12],

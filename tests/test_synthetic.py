@@ -4,10 +4,10 @@ import json
 import numpy as np
 import pytest
 
-from attacks.preprocessing import normalise_for_recognition, to_fixed_length
-from attacks.readers import ReaderError, get_reader
-from attacks.readers import synthetic as syn
-from attacks.skeletons import get_skeleton
+from attacks.core.data.preprocessing import normalise_for_recognition, to_fixed_length
+from attacks.core.data.readers import ReaderError, get_reader
+from attacks.core.data.readers import synthetic as syn
+from attacks.core.skeletons import get_skeleton
 
 NTU = get_skeleton("ntu25")
 CMU = get_skeleton("cmu25")

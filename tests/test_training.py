@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from attacks.evaluation import accuracy, confusion_matrix, predict, top_k, top_k_accuracy
-from attacks.training import (BEST_CHECKPOINT, LAST_CHECKPOINT, Augmentation, confusion_matrix_figure,
+from attacks.core.training.evaluation import accuracy, confusion_matrix, predict, top_k, top_k_accuracy
+from attacks.core.training.loop import (BEST_CHECKPOINT, LAST_CHECKPOINT, Augmentation, confusion_matrix_figure,
                               learning_curve_figure, load_best, train)
 
 N_CLASSES = 3
@@ -198,8 +198,8 @@ def test_figures_are_written(tmp_path):
 def test_cpu_presets_split_into_model_and_train_keywords():
     import inspect
 
-    from attacks.recognizers import ARCHITECTURES
-    from attacks.training import CPU_PRESETS, MODEL_KEYS, split_preset
+    from attacks.core.recognizers import ARCHITECTURES
+    from attacks.core.training.loop import CPU_PRESETS, MODEL_KEYS, split_preset
 
     train_params = inspect.signature(train).parameters
     assert set(CPU_PRESETS) == set(ARCHITECTURES)
@@ -213,8 +213,8 @@ def test_cpu_presets_split_into_model_and_train_keywords():
 def test_a_registry_recognizer_trains_through_the_loop():
     # ST-GCN from the registry at width 8 and two blocks: the real input layout and
     # BatchNorm-over-joints path, kept tiny so the test stays fast.
-    from attacks.recognizers import build_recognizer
-    from attacks.skeletons import get_skeleton
+    from attacks.core.recognizers import build_recognizer
+    from attacks.core.skeletons import get_skeleton
 
     torch.set_num_threads(1)
     skeleton = get_skeleton("ntu25")

@@ -10,7 +10,7 @@
  *   both advance from the same clock.
  * - Natural speed: each motion plays at its own frame rate (its `fps`), slowed by the
  *   plan's slow-motion factor; the clip repeats `showings` times with a still pause on
- *   its last frame between repeats (studies/playback.py decides the plan). The pose
+ *   its last frame between repeats (studies/core/playback.py decides the plan). The pose
  *   shown at a requestAnimationFrame timestamp is interpolated between the two nearest
  *   motion frames, so timing follows the clock on any refresh rate; the log reports what
  *   the browser really did (duration, frames drawn, late frames, showing starts).
@@ -18,7 +18,7 @@
  *   `data-showing` (0-based repeat), so tests can follow the clock frame by frame.
  *
  * Public API:
- *   decodeMotion(payload) -> Promise<Motion>      (studies.payloads format)
+ *   decodeMotion(payload) -> Promise<Motion>      (studies.core.payloads format)
  *   motionBounds(motions) -> {min:[x,y,z], max:[x,y,z]}
  *   schedule(motions, plan) -> {clipMs, periodMs, totalMs, showings, pauseMs, slow}
  *   new SkeletonPlayer(canvas, {bones, views, up})
@@ -40,7 +40,7 @@ export class PlaybackInterrupted extends Error {
 }
 
 /**
- * Decode a motion payload of `studies.payloads.encode_motion`: base64 -> zlib-inflate ->
+ * Decode a motion payload of `studies.core.payloads.encode_motion`: base64 -> zlib-inflate ->
  * little-endian int16 (M, T, V, 3) time differences -> running sum -> offset + q * scale.
  * Resolves to {persons, frames, joints, fps, positions: Float32Array(M*T*V*3), valid: Uint8Array(M*T)}.
  */
@@ -245,7 +245,7 @@ export class SkeletonPlayer {
   }
 
   /**
-   * Play the motions by the plan (studies/playback.py: showings, pause_seconds,
+   * Play the motions by the plan (studies/core/playback.py: showings, pause_seconds,
    * slow_motion), timed by requestAnimationFrame timestamps. Resolves to the playback
    * log; rejects with PlaybackInterrupted when the page is hidden (visibilitychange) or
    * stop() is called.

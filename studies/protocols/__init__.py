@@ -2,7 +2,7 @@
 (`DEFAULTS`, `validate`), how it builds a participant's trials (`pool_items`,
 `build_trials`), what it records (`RECORDS`, `PROMPT`) and how it is analysed
 (`analyse`, `figures`)."""
-from . import comparison, deceitfulness, indistinguishability, naturalness
+from studies.protocols import comparison, deceitfulness, indistinguishability, naturalness
 
 PROTOCOLS = {m.KIND: m for m in (deceitfulness, naturalness, indistinguishability, comparison)}
 KINDS = list(PROTOCOLS)

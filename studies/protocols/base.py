@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..participation_config import PARTICIPATION_DEFAULTS, validate_participation
+from studies.core.participation_config import PARTICIPATION_DEFAULTS, validate_participation
 
 # Motion variants a trial can show.
 ORIGINAL = "original"

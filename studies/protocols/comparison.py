@@ -14,10 +14,10 @@ from collections import defaultdict
 import numpy as np
 import pandas as pd
 
-from .base import (ConfigurationError, PoolItem, SampleInfo, TrialSpec, COMMON_DEFAULTS, balanced_conditions,
+from studies.protocols.base import (ConfigurationError, PoolItem, SampleInfo, TrialSpec, COMMON_DEFAULTS, balanced_conditions,
                    catch_count, draw_items, shuffled, validate_common)
-from . import indistinguishability
-from .indistinguishability import SENSITIVITY
+from studies.protocols import indistinguishability
+from studies.protocols.indistinguishability import SENSITIVITY
 
 KIND = "comparison"
 TITLE = "Comparison of attacks"
@@ -70,6 +70,6 @@ def analyse(frame: pd.DataFrame, config: dict) -> dict:
 
 
 def figures(analysis: dict) -> dict[str, bytes]:
-    from ..figures import rate_bars
+    from studies.core.figures import rate_bars
     return {f"{KIND}_unchanged_by_method.png": rate_bars(analysis["by_method"], "method",
                                                          "attacked motions judged unchanged")}

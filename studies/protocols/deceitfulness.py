@@ -15,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .. import statistics
-from .base import (ADVERSARIAL, CATCH, ORIGINAL, ConfigurationError, PoolItem, SampleInfo, Shown, TrialSpec,
+from studies.core import statistics
+from studies.protocols.base import (ADVERSARIAL, CATCH, ORIGINAL, ConfigurationError, PoolItem, SampleInfo, Shown, TrialSpec,
                    COMMON_DEFAULTS, analysable, balanced_flags, catch_count, class_name, draw_items, other_label,
                    shuffled, validate_common)
 
@@ -88,6 +88,6 @@ def analyse(frame: pd.DataFrame, config: dict) -> dict:
 
 
 def figures(analysis: dict) -> dict[str, bytes]:
-    from ..figures import rate_bars
+    from studies.core.figures import rate_bars
     return {"deceitfulness_by_dataset.png": rate_bars(analysis["by_dataset"], "dataset",
                                                       "ground truth chosen (success rate)")}

@@ -20,9 +20,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .. import statistics
-from ..inference import d_prime_same_different
-from .base import (ADVERSARIAL, BROKEN, CATCH, ORIGINAL, ConfigurationError, PoolItem, SampleInfo, Shown, TrialSpec,
+from studies.core import statistics
+from studies.core.inference import d_prime_same_different
+from studies.protocols.base import (ADVERSARIAL, BROKEN, CATCH, ORIGINAL, ConfigurationError, PoolItem, SampleInfo, Shown, TrialSpec,
                    COMMON_DEFAULTS, analysable, catch_count, change_options, draw_items, shuffled, validate_common)
 
 KIND = "indistinguishability"
@@ -109,6 +109,6 @@ def analyse(frame: pd.DataFrame, config: dict) -> dict:
 
 
 def figures(analysis: dict) -> dict[str, bytes]:
-    from ..figures import rate_bars
+    from studies.core.figures import rate_bars
     return {f"{KIND}_unchanged_by_method.png": rate_bars(analysis["by_method"], "method",
                                                          "attacked motions judged unchanged")}

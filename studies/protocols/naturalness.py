@@ -19,8 +19,8 @@ from collections import defaultdict
 import numpy as np
 import pandas as pd
 
-from .. import statistics
-from .base import (ADVERSARIAL, BROKEN, CATCH, ORIGINAL, ConfigurationError, PoolItem, SampleInfo, Shown, TrialSpec,
+from studies.core import statistics
+from studies.protocols.base import (ADVERSARIAL, BROKEN, CATCH, ORIGINAL, ConfigurationError, PoolItem, SampleInfo, Shown, TrialSpec,
                    COMMON_DEFAULTS, analysable, balanced_flags, catch_count, draw_items, side_options, validate_common)
 
 KIND = "naturalness"
@@ -125,7 +125,7 @@ def analyse(frame: pd.DataFrame, config: dict) -> dict:
         if "participant" in shown:
             part["participant"] = shown["participant"].to_numpy()
         preference.append({"method": m, **statistics.rate_row(part, "won")})
-    from ..inference import holm_binomial_tests
+    from studies.core.inference import holm_binomial_tests
     return {
         "pairs": holm_binomial_tests(statistics.preference_counts(main)),
         "normalised_preference": preference,
@@ -134,5 +134,5 @@ def analyse(frame: pd.DataFrame, config: dict) -> dict:
 
 
 def figures(analysis: dict) -> dict[str, bytes]:
-    from ..figures import preference_bars
+    from studies.core.figures import preference_bars
     return {"naturalness_preference.png": preference_bars(analysis["pairs"], analysis["normalised_preference"])}

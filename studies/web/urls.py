@@ -2,7 +2,7 @@
 /study-admin/preview/<sample id>/ for staff."""
 from django.urls import path
 
-from . import views
+from studies.web import views
 
 app_name = "study_web"
 

@@ -14,10 +14,10 @@ from django.urls import reverse
 
 from attacks.models import AdversarialSample
 
-from ..models import Study, StudySeries
-from ..participation_config import NO_CONSENT, consent_version, outcome_exit
-from ..payloads import encode_motion
-from ..playback import plan
+from studies.models import Study, StudySeries
+from studies.core.participation_config import NO_CONSENT, consent_version, outcome_exit
+from studies.core.payloads import encode_motion
+from studies.core.playback import plan
 
 TOKEN_PLACEHOLDER = "__token__"
 # How each kind labels its viewports (indistinguishability-type studies tell the

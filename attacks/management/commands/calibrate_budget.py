@@ -1,10 +1,10 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from attacks.calibration import BUDGET_PARAMETER, calibrate_budget, default_reference, sweep_budget
+from attacks.services.calibration import BUDGET_PARAMETER, calibrate_budget, default_reference, sweep_budget
 from attacks.models import GenerationRun
-from attacks.recognition import RecognitionError
+from attacks.services.recognition import RecognitionError
 
-from ._options import add_list_option, parse_key_values, recognizer_named, split_values
+from attacks.management.commands._options import add_list_option, parse_key_values, recognizer_named, split_values
 
 
 class Command(BaseCommand):

@@ -4,9 +4,9 @@ import zipfile
 import numpy as np
 from django.core.management.base import BaseCommand, CommandError
 
-from attacks.evaluation import predict, top_k
+from attacks.core.training.evaluation import predict, top_k
 from attacks.models import Recognizer
-from attacks.recognition import RecognitionError, load_model, recognizer_inputs
+from attacks.services.recognition import RecognitionError, load_model, recognizer_inputs
 
 
 class Command(BaseCommand):

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from attacks.exporting import export_dataset
+from attacks.services.exporting import export_dataset
 from attacks.models import Dataset
 
 

@@ -3,7 +3,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from attacks.models import AdversarialSample
 
-from ._options import add_list_option, split_values
+from attacks.management.commands._options import add_list_option, split_values
 
 
 class Command(BaseCommand):

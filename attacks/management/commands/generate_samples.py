@@ -3,14 +3,14 @@ import argparse
 from django.core.management.base import BaseCommand, CommandError
 from django.db.models import F
 
-from attacks.generation import generate_samples, generation_config, transfer_samples
-from attacks.methods import METHODS, Numerics
-from attacks.methods.numerics import COMPILE_MIN_CLIPS
-from attacks.methods.smart import DEFAULT_PRESET, PRESETS
+from attacks.services.generation import generate_samples, generation_config, transfer_samples
+from attacks.core.methods import METHODS, Numerics
+from attacks.core.methods.numerics import COMPILE_MIN_CLIPS
+from attacks.core.methods.smart import DEFAULT_PRESET, PRESETS
 from attacks.models import Recognizer, TransferResult
-from attacks.recognition import RecognitionError
+from attacks.services.recognition import RecognitionError
 
-from ._options import parse_key_values, recognizer_named
+from attacks.management.commands._options import parse_key_values, recognizer_named
 
 
 class Command(BaseCommand):

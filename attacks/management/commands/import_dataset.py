@@ -1,9 +1,9 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from attacks.importing import ImportFailed, import_dataset
-from attacks.readers import FORMATS
+from attacks.services.importing import ImportFailed, import_dataset
+from attacks.core.data.readers import FORMATS
 
-from ._options import parse_key_values
+from attacks.management.commands._options import parse_key_values
 
 
 class Command(BaseCommand):

@@ -1,8 +1,8 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from attacks import reports
+from attacks.core.reporting import tables as reports
 from attacks.models import Dataset, Recognizer
-from attacks.report_data import ReportFilters, build_report
+from attacks.services.reporting import ReportFilters, build_report
 
 
 class Command(BaseCommand):

@@ -1,8 +1,8 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from attacks.models import Dataset
-from attacks.recognition import RecognitionError, train_recognizer
-from attacks.recognizers import ARCHITECTURES
+from attacks.services.recognition import RecognitionError, train_recognizer
+from attacks.core.recognizers import ARCHITECTURES
 
 
 class Command(BaseCommand):

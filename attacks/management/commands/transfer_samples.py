@@ -1,8 +1,8 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from attacks.generation import transfer_samples
+from attacks.services.generation import transfer_samples
 from attacks.models import AdversarialSample, Recognizer
-from attacks.recognition import RecognitionError
+from attacks.services.recognition import RecognitionError
 
 
 class Command(BaseCommand):

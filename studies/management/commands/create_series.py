@@ -8,7 +8,7 @@ from django.db import transaction
 from attacks.management.commands._options import add_list_option, split_values
 from studies.management.commands._lookup import free_slug
 from studies.models import SeriesStudy, Study, StudySeries
-from studies.participation_config import ParticipationConfigError, validate_series
+from studies.core.participation_config import ParticipationConfigError, validate_series
 
 
 class Command(BaseCommand):

@@ -1,7 +1,7 @@
 """How many participants a study needs for a target interval width, from simulation."""
 from django.core.management.base import BaseCommand, CommandError
 
-from studies.inference import participants_needed
+from studies.core.inference import participants_needed
 
 
 class Command(BaseCommand):

@@ -1,0 +1,253 @@
+"""Adversarial attack methods on skeletal motions, batched, one sample judged at a time.
+
+    attack(model, motions, labels, skeleton, method="smart", strategy="ab", ...)
+        -> AttackResult
+
+Methods: ``smart`` and its perceptual ablations ``l2``, ``l2-acc``, ``l2-bone`` (Adam on
+the motion, `smart.SmartConfig`), ``iaa`` (BIM with an L∞ budget, `iaa.IAAConfig`) and
+``ciasa`` (clipping + joint-angle limits + bone realignment + GAN regulariser,
+`ciasa.CIASAConfig`). Method options are the fields of the method's config dataclass and
+are passed as keyword arguments (e.g. ``lr=0.001``, ``epsilon=0.02``, ``gan_weight=0.5``).
+
+Motions are (N, M, T, V, 3) in world units (metres); the device is the motions' device.
+The recognizer is any ``nn.Module`` with ``forward(x) -> logits``, x (N, 3, T, V, M); a
+``preprocess`` callable (motions -> motions, differentiable) applies whatever
+normalisation the recognizer was trained with, so perturbations stay in world units.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from attacks.core.methods.losses import PERCEPTUAL_KINDS, STRATEGIES
+from attacks.core.methods.ciasa import CIASAConfig, CIASAMethod, linf_distance, resolve_angle_bounds
+from attacks.core.methods.engine import (
+    AttackResult, correctly_classified, forward_logits, perturbable_mask, predict, random_targets, run_attack,
+)
+from attacks.core.methods.iaa import IAAConfig, IAAMethod
+from attacks.core.methods.motion_discriminator import (MotionDiscriminator, train_discriminator_against_attack,
+                                                  train_motion_discriminator)
+from attacks.core.methods.numerics import Numerics
+from attacks.core.methods.smart import SmartConfig, SmartMethod
+from attacks.core.methods.skeleton_constraints import (
+    bone_angle_bounds_from_motions, bone_bending_angles, project_bone_angles, realign_bones,
+)
+
+METHODS = (*PERCEPTUAL_KINDS, "iaa", "ciasa")
+
+__all__ = [
+    "METHODS", "STRATEGIES", "AttackResult", "attack", "attack_in_batches", "method_config",
+    "correctly_classified", "predict", "random_targets", "perturbable_mask", "forward_logits",
+    "Numerics", "SmartConfig", "IAAConfig", "CIASAConfig", "MotionDiscriminator", "train_motion_discriminator",
+    "train_discriminator_against_attack", "prepare_ciasa", "resolve_angle_bounds", "linf_distance",
+    "realign_bones", "project_bone_angles", "bone_bending_angles", "bone_angle_bounds_from_motions",
+]
+
+
+def method_config(method: str, **options):
+    """The config dataclass of `method` with `options` applied (unknown options raise TypeError)."""
+    if method in PERCEPTUAL_KINDS:
+        return SmartConfig.from_preset(method, **options)
+    if method == "iaa":
+        return IAAConfig(**options)
+    if method == "ciasa":
+        return CIASAConfig(**options)
+    raise ValueError(f"unknown attack method {method!r}: choose one of {', '.join(METHODS)}")
+
+
+def attack(
+    model: torch.nn.Module,
+    motions,
+    labels,
+    skeleton,
+    method: str = "smart",
+    strategy: str = "ab",
+    top_n: int = 3,
+    targets=None,
+    iterations: int = 300,
+    mask=None,
+    seed: int = 0,
+    preprocess: Callable | None = None,
+    progress: Callable | None = None,
+    early_stop: bool = True,
+    config=None,
+    fps=None,
+    margin: float = 0.0,
+    accept: Callable | None = None,
+    train_motions=None,
+    train_labels=None,
+    numerics: Numerics | None = None,
+    **method_options,
+) -> AttackResult:
+    """Attack every motion of a batch; each stops at its own success (see `engine.run_attack`).
+
+    targets: SA target labels (N,); drawn with `random_targets(labels, C, seed)` when None.
+    mask: (N, T) bool, True on real frames (padded frames are never perturbed nor counted).
+    fps: frame rate, a number or one per motion (N,): SMART's derivatives are per second.
+    progress: called as progress(iteration, iterations, samples_done).
+    early_stop=False runs the full budget (for throughput measurements).
+    margin, accept: see `engine.run_attack` (a logit margin; a second judge before freezing).
+    train_motions, train_labels: clean training clips (never the ones attacked) from which
+    CIASA learns its joint-angle box and trains its discriminator (`prepare_ciasa`), when
+    the config does not give them.
+    numerics: how the recognizer runs (`numerics.Numerics`: bf16, torch.compile, ...);
+    default the exact float32 eager path. Success and probabilities are reported from
+    the float32 recognizer whatever it says.
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown attack strategy {strategy!r}: choose one of {', '.join(STRATEGIES)}")
+    motions = torch.as_tensor(motions)
+    if not motions.is_floating_point():
+        motions = motions.float()
+    device = motions.device
+    labels = torch.as_tensor(labels, device=device).long()
+    mask = None if mask is None else torch.as_tensor(mask, device=device).bool()
+    config = config if config is not None else method_config(method, **method_options)
+
+    if strategy == "sa":
+        if targets is None:
+            with torch.no_grad():
+                num_classes = forward_logits(model, motions[:1], preprocess).shape[-1]
+            targets = random_targets(labels, num_classes, seed)
+        targets = torch.as_tensor(targets).long().to(device)
+        if bool((targets == labels).any()):
+            raise ValueError("a specified attack's target equals the true label")
+    else:
+        targets = None
+
+    if isinstance(config, CIASAConfig):
+        config, _ = prepare_ciasa(config, model, skeleton, train_motions, train_labels, preprocess=preprocess,
+                                  seed=seed)
+    if isinstance(config, SmartConfig):
+        impl = SmartMethod(config, motions.detach(), skeleton, mask,
+                           fps=None if fps is None else torch.as_tensor(fps, dtype=motions.dtype, device=device))
+    elif isinstance(config, IAAConfig):
+        impl = IAAMethod(config, motions.detach(), skeleton, mask)
+    elif isinstance(config, CIASAConfig):
+        impl = CIASAMethod(config, motions.detach(), skeleton, mask)
+    else:
+        raise TypeError(f"not an attack config: {type(config).__name__}")
+
+    return run_attack(
+        model, motions, labels, impl, strategy=strategy, top_n=top_n, targets=targets,
+        iterations=iterations, mask=mask, preprocess=preprocess, progress=progress, early_stop=early_stop,
+        margin=margin, accept=accept, numerics=numerics,
+    )
+
+
+def attack_in_batches(
+    model: torch.nn.Module,
+    motions,
+    labels,
+    skeleton,
+    batch_size: int = 64,
+    device=None,
+    masks=None,
+    targets=None,
+    fps=None,
+    on_batch: Callable | None = None,
+    show_progress: bool = True,
+    method: str = "smart",
+    strategy: str = "ab",
+    seed: int = 0,
+    accept: Callable | None = None,
+    **attack_options,
+) -> AttackResult:
+    """Attack a large array (N, M, T, V, 3) batch by batch; results are gathered on the CPU.
+
+    accept(motions, indices) judges candidates before they are frozen (`engine.run_attack`),
+    with `indices` positions in `motions`.
+    on_batch(batch_index, indices, result) is called as soon as a batch is done
+    (`indices` are positions in `motions`, `result` is on the CPU), so a caller can store
+    each batch and resume later by passing only the clips it has not stored. For resumable
+    SA runs, draw targets once for the whole set with `random_targets` and pass them.
+    CIASA learns its angle box and trains its discriminator once, on `train_motions` /
+    `train_labels` (clean training clips, never these), unless the options give them.
+    fps: a number, or one frame rate per motion (N,).
+    """
+    n = len(motions)
+    device = torch.device(device) if device is not None else (
+        motions.device if torch.is_tensor(motions) else torch.device("cpu"))
+    labels_all = torch.as_tensor(np.asarray(labels) if not torch.is_tensor(labels) else labels).long().cpu()
+    if strategy == "sa" and targets is None:
+        with torch.no_grad():
+            num_classes = forward_logits(model, _batch(motions, [0], device), attack_options.get("preprocess")).shape[-1]
+        targets = random_targets(labels_all, num_classes, seed)
+    if method == "ciasa" and attack_options.get("config") is None:
+        names = {f.name for f in dataclasses.fields(CIASAConfig)}
+        cfg = CIASAConfig(**{k: v for k, v in attack_options.items() if k in names})
+        train = attack_options.pop("train_motions", None)
+        train_labels = attack_options.pop("train_labels", None)
+        cfg, _ = prepare_ciasa(cfg, model, skeleton, None if train is None else torch.as_tensor(train).to(device),
+                               train_labels, preprocess=attack_options.get("preprocess"), seed=seed)
+        attack_options = {k: v for k, v in attack_options.items() if k not in names}
+        attack_options["config"] = cfg
+
+    results = []
+    starts = range(0, n, batch_size)
+    for b, start in enumerate(tqdm(starts, desc=f"{method}/{strategy}", unit="batch", disable=not show_progress)):
+        idx = np.arange(start, min(start + batch_size, n))
+        judge = None if accept is None else (lambda x, rows, _idx=idx: accept(x, _idx[rows.cpu().numpy()]))
+        result = attack(
+            model, _batch(motions, idx, device), labels_all[idx].to(device), skeleton,
+            method=method, strategy=strategy, seed=seed,
+            targets=None if targets is None else torch.as_tensor(targets)[idx].to(device),
+            mask=None if masks is None else _batch(masks, idx, device),
+            fps=fps if fps is None or np.ndim(fps) == 0 else np.asarray(fps, dtype=np.float64)[idx],
+            accept=judge, **attack_options,
+        ).cpu()
+        if on_batch is not None:
+            on_batch(b, idx, result)
+        results.append(result)
+    if not results:
+        raise ValueError("attack_in_batches got no motions")
+    return AttackResult.concatenate(results)
+
+
+def prepare_ciasa(config: CIASAConfig, model, skeleton, train_motions=None, train_labels=None, *,
+                  preprocess=None, seed: int = 0, batch_size: int = 32):
+    """Resolve CIASA's angle box and train its discriminator from clean training motions.
+
+    Returns (config with `angle_bounds` an array or None and `discriminator` set when
+    gan_weight > 0, record) where record says what each came from: the box's source and
+    the positions in `train_motions` the discriminator saw. The discriminator is trained
+    alternately with CIASA itself (`train_discriminator_against_attack`): each round, CIASA
+    (with the current D) attacks a batch of training clips for `discriminator_attack_steps`
+    iterations, then D learns clean training clips against those perturbations.
+    """
+    record = {}
+    if config.needs_training_motions and train_motions is None:
+        raise ValueError("CIASA needs clean training motions (train_motions) to learn its angle box "
+                         "and discriminator, or angle_bounds=<array>/'none' and a discriminator (or gan_weight=0)")
+    bounds = config.angle_bounds
+    if isinstance(bounds, str):
+        record["angle_bounds"] = bounds
+    bounds = resolve_angle_bounds(bounds, skeleton, train_motions, margin=config.angle_margin)
+    config = dataclasses.replace(config, angle_bounds=bounds)
+    if config.gan_weight and config.discriminator is None:
+        q = torch.as_tensor(train_motions)
+        q = q if q.is_floating_point() else q.float()
+        labels = torch.as_tensor(np.asarray(train_labels) if not torch.is_tensor(train_labels) else train_labels).long()
+        def perturb(batch, positions, disc):
+            cfg = dataclasses.replace(config, discriminator=disc)
+            return attack(model, batch, labels[torch.as_tensor(positions)].to(batch.device), skeleton,
+                          method="ciasa", config=cfg, iterations=config.discriminator_attack_steps,
+                          early_stop=False, preprocess=preprocess, seed=seed).adversarial
+
+        disc, seen = train_discriminator_against_attack(
+            q, skeleton, perturb, warmup_steps=config.discriminator_steps, rounds=config.discriminator_rounds,
+            batch_size=batch_size, seed=seed)
+        config = dataclasses.replace(config, discriminator=disc)
+        record["discriminator_positions"] = seen
+    return config, record
+
+
+def _batch(array, idx, device):
+    x = array[torch.as_tensor(idx)] if torch.is_tensor(array) else torch.as_tensor(np.asarray(array)[idx])
+    if x.is_floating_point():
+        x = x.float()
+    return x.to(device)

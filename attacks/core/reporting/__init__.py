@@ -1,0 +1,1 @@
+"""Robustness report tables, their statistics and rendering, and figures."""

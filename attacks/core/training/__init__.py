@@ -1,0 +1,1 @@
+"""Training a recognizer on arrays (`loop`) and running it over them (`evaluation`)."""
