@@ -17,7 +17,7 @@ pytestmark = pytest.mark.django_db
 
 def participate(study, answers_for):
     """One participant answering every trial with `answers_for(trial)`, then completing."""
-    p, _ = assignment.start_participation(study, prolific_pid=f"p{Participant.objects.count()}")
+    p, _ = assignment.start_participation(study, prolific_pid=f"PROLIFIC-PID-{Participant.objects.count():04d}")
     for trial in p.trials.order_by("position"):
         assignment.store_answer(p, trial, answers_for(trial), 900, {"frames_drawn": 180})
     return assignment.complete(p)
