@@ -18,7 +18,7 @@ from attacks.management.commands._options import parse_key_values
 from attacks.core.methods import METHODS
 from attacks.services.recognition import RecognitionError
 from attacks.tasks import prepare_queued_run
-from attacks.core.reporting.tables import tables_html
+from attacks.core.reporting.rendering import tables_html
 from attacks.models import AdversarialSample, Clip, Dataset, DatasetSplit, GenerationRun, Recognizer, RobustnessReport
 
 

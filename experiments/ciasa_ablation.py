@@ -32,7 +32,7 @@ from attacks.services.generation import generate_samples, generation_config  # n
 from attacks.core.methods import method_config  # noqa: E402
 from attacks.models import GenerationRun, Recognizer  # noqa: E402
 from attacks.core.reporting.protocol import wilson  # noqa: E402
-from attacks.core.reporting.tables import markdown_table  # noqa: E402
+from attacks.core.reporting.rendering import markdown_table  # noqa: E402
 
 METRICS = {"mean_displacement": 1000, "bone_length_error": 1000, "acceleration_deviation": 1}
 

@@ -38,7 +38,7 @@ import pandas as pd  # noqa: E402
 from attacks.services.generation import generate_samples, generation_config  # noqa: E402
 from attacks.core.methods import method_config  # noqa: E402
 from attacks.models import Recognizer  # noqa: E402
-from attacks.core.reporting.tables import markdown_table  # noqa: E402
+from attacks.core.reporting.rendering import markdown_table  # noqa: E402
 from attacks.management.commands._options import parse_key_values  # noqa: E402
 from django.core.management.base import CommandError  # noqa: E402
 

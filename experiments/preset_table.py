@@ -35,7 +35,7 @@ import pandas as pd  # noqa: E402
 from attacks.services.generation import generate_samples, generation_config  # noqa: E402
 from attacks.core.methods.smart import PRESETS  # noqa: E402
 from attacks.models import Recognizer  # noqa: E402
-from attacks.core.reporting.tables import markdown_table  # noqa: E402
+from attacks.core.reporting.rendering import markdown_table  # noqa: E402
 
 METHODS = ("smart", "l2", "l2-acc", "l2-bone")
 COLUMNS = ("clip_id", "success", "attack_success", "iterations", "mean_displacement", "bone_length_error",

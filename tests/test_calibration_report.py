@@ -14,7 +14,7 @@ from django.urls import reverse
 
 from attacks.services import generation
 
-from attacks.core.reporting import tables as reports
+from attacks.core import reporting as reports
 from attacks.core.methods import bone_bending_angles
 from attacks.models import Dataset, GenerationRun, Recognizer, RobustnessReport
 from attacks.services.recognition import split_clips

@@ -13,7 +13,7 @@ from django.core.management import call_command
 
 from attacks.services import generation
 
-from attacks.core.reporting import tables as reports
+from attacks.core import reporting as reports
 from attacks.models import (AdversarialSample, Clip, Dataset, DatasetSplit, GenerationRun, Recognizer,
                             RobustnessReport, TransferResult)
 from attacks.services.reporting import ReportFilters, report_records

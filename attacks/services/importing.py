@@ -17,12 +17,12 @@ from pathlib import Path
 import numpy as np
 from django.conf import settings
 from django.db import reset_queries, transaction
-from tqdm import tqdm
 
 from attacks.core.data import preprocessing
 from attacks.models import Clip, Dataset, motion_to_bytes
 from attacks.core.data.readers import DEFAULT_SKELETON, ReaderError, get_reader
 from attacks.core.skeletons import get_skeleton
+from attacks.core.progress import steps
 
 
 class ImportFailed(Exception):
@@ -102,7 +102,7 @@ def read_clips(fmt, path, skeleton, spool: Spool, options=None, protocol="raw", 
     reader = get_reader(fmt)
     files = reader.list_files(path)
     stats, read = {}, 0
-    for f in tqdm(files, desc=f"reading {fmt}", unit="file", disable=not progress):
+    for f in steps(files, f"reading {fmt}", "file", enabled=progress, min_interval=10.0):
         clips = reader.read_file(f, skeleton, **(options or {}))
         for clip in clips:
             if clip.motion.shape[2] != skeleton.num_joints:

@@ -1,8 +1,8 @@
 """The database side of the robustness report: filtered runs, samples and transfer
-results as plain records for `attacks.core.reporting.tables`, the joint features of stored motions,
+results as plain records for `attacks.core.reporting`, the joint features of stored motions,
 and the RobustnessReport row with its files.
 
-Everything numerical happens in `attacks.core.reporting.tables`; this module only queries, streams
+Everything numerical happens in `attacks.core.reporting`; this module only queries, streams
 motions in chunks (a report over thousands of samples must not hold them all), writes
 files and saves the row.
 
@@ -32,7 +32,7 @@ from attacks.services import generation
 
 from attacks.core.reporting import protocol as report_protocol
 
-from attacks.core.reporting import tables as reports
+from attacks.core import reporting as reports
 from attacks.core.methods.smart import DEFAULT_PRESET
 from attacks.models import AdversarialSample, GenerationRun, RobustnessReport, TransferResult
 
@@ -64,7 +64,7 @@ class ReportResult:
 
 
 def report_records(filters: ReportFilters) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """(runs, samples, transfers) records in the columns `attacks.core.reporting.tables` documents;
+    """(runs, samples, transfers) records in the columns `attacks.core.reporting.records` documents;
     runs of an older engine only with `filters.old_engines` (marked outdated)."""
     runs = GenerationRun.objects.select_related("recognizer__dataset").order_by("id")
     if filters.recognizers:

@@ -1,13 +1,19 @@
-"""Static pictures of motions for admin and reports (matplotlib, no display needed)."""
+"""Static pictures for admin and reports (matplotlib, no display needed): stick-figure
+strips of motions, joint-correlation heat maps and success bar charts; `save_figure` is
+how every report figure is written."""
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from attacks.core.reporting.records import attack_order, isnan  # noqa: E402
 
 PERSON_COLOURS = ("#1f5fa8", "#c0392b", "#2e8b57", "#8e44ad")
 
@@ -48,3 +54,60 @@ def _draw(ax, pose, skeleton, colour, width=2.0):
     for c, p in skeleton.bones:
         ax.plot([pose[c, 0], pose[p, 0]], [pose[c, 1], pose[p, 1]], color=colour, lw=width, solid_capstyle="round")
     ax.scatter(pose[:, 0], pose[:, 1], s=4, color=colour, zorder=3)
+
+
+def correlation_heatmap(matrix: np.ndarray, joint_names, title: str, path, kind: str) -> Path:
+    """A diverging heat map on −1..1 (NaN in grey), joint names on both axes; PNG at `path`."""
+    v = len(joint_names)
+    names = [f"{i} {n}" for i, n in enumerate(joint_names)]
+    size = max(4.0, 0.22 * v + 2.0)
+    fig, ax = plt.subplots(figsize=(size + 1.0, size))
+    cmap = plt.get_cmap("RdBu_r").with_extremes(bad="#bbbbbb")
+    image = ax.imshow(np.ma.masked_invalid(matrix), cmap=cmap, vmin=-1, vmax=1, interpolation="nearest")
+    ax.set_xticks(range(v), names, rotation=90, fontsize=6)
+    ax.set_yticks(range(v), names, fontsize=6)
+    first, second = kind.split("-")
+    ax.set_ylabel(f"{first} of joint")
+    ax.set_xlabel(f"{second} of joint")
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="Pearson r")
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def success_bar_chart(long: pd.DataFrame, path, title: str = "Success rate per recognizer and attack") -> Path:
+    """Grouped bars: per recognizer, the success rate of each attack (Table 1 as a picture)."""
+    attacks = sorted(long["attack"].unique(), key=attack_order) if len(long) else []
+    recognizers = list(dict.fromkeys(long["recognizer"])) if len(long) else []
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.2 * len(recognizers) + 2), 3.6))
+    width = 0.8 / max(1, len(attacks))
+    x = np.arange(len(recognizers))
+    for k, attack in enumerate(attacks):
+        rates = [_lookup_rate(long, r, attack) for r in recognizers]
+        bars = ax.bar(x + (k - (len(attacks) - 1) / 2) * width, [100 * r if not isnan(r) else 0 for r in rates],
+                      width, label=attack)
+        for bar, r in zip(bars, rates):
+            if not isnan(r):
+                ax.annotate(f"{100 * r:.0f}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                            ha="center", va="bottom", fontsize=6)
+    ax.set_xticks(x, recognizers, rotation=20, ha="right", fontsize=8)
+    ax.set_ylim(0, 110)
+    ax.set_ylabel("success rate (%)")
+    ax.set_title(title, fontsize=9)
+    if attacks:
+        ax.legend(fontsize=7, ncols=len(attacks), loc="upper center", bbox_to_anchor=(0.5, -0.25))
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def _lookup_rate(long, recognizer, attack) -> float:
+    hit = long[(long["recognizer"] == recognizer) & (long["attack"] == attack)]
+    return float(hit["success_rate"].iloc[0]) if len(hit) else float("nan")
+
+
+def save_figure(fig, path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

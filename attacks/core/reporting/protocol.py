@@ -10,7 +10,7 @@
   themselves (`calibration_table`).
 - Table 3 and Table 4 upper in the paper's layout (`table3_paper`, `table4_paper`).
 
-Everything works on the frames of `attacks.core.reporting.tables` (runs, samples); figures are PNGs
+Everything works on the frames of `attacks.core.reporting.records` (runs, samples); figures are PNGs
 whose CSVs hold exactly the plotted numbers.
 """
 from __future__ import annotations
@@ -25,7 +25,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from statsmodels.stats.proportion import proportion_confint  # noqa: E402
 
-from attacks.core.reporting import tables as reports  # noqa: E402
+from attacks.core.reporting import records  # noqa: E402
+from attacks.core.reporting.figures import save_figure  # noqa: E402
 
 REFERENCE_METHOD = "smart"
 BASELINES = ("smart", "iaa", "ciasa")
@@ -59,7 +60,7 @@ def with_intervals(df: pd.DataFrame, succeeded="succeeded", attacked="attacked",
 def rate_cell(succeeded, attacked) -> str:
     """'percent (k/n) [low–high]', the interval in percent (Wilson 95%)."""
     if not attacked:
-        return reports.MISSING
+        return records.MISSING
     lo, hi = wilson(succeeded, attacked)
     return f"{100 * succeeded / attacked:.2f} ({int(succeeded)}/{int(attacked)}) [{100 * lo:.1f}–{100 * hi:.1f}]"
 
@@ -67,7 +68,7 @@ def rate_cell(succeeded, attacked) -> str:
 # --------------------------------------------------------------------------- Table 4 upper
 
 def runs_ids(runs) -> list:
-    return list(reports.frame(runs, reports.RUN_COLUMNS)["run_id"])
+    return list(records.frame(runs, records.RUN_COLUMNS)["run_id"])
 
 
 def pairwise_matched(runs, samples, reference: str = REFERENCE_METHOD) -> pd.DataFrame:
@@ -75,8 +76,8 @@ def pairwise_matched(runs, samples, reference: str = REFERENCE_METHOD) -> pd.Dat
     clips both fooled: the count, each one's success, and each one's mean metrics there.
     A budget-calibrated run is paired with the SMART run it was calibrated against (when
     that run is among `runs`), whichever SMART run Table 1 shows."""
-    chosen = reports.select_runs(runs, samples)
-    samples = reports.frame(samples, reports.SAMPLE_COLUMNS)
+    chosen = records.select_runs(runs, samples)
+    samples = records.frame(samples, records.SAMPLE_COLUMNS)
     rows = []
     for (recognizer, attack), group in chosen.groupby(["recognizer", "attack"], sort=True):
         ref = group[group["method"] == reference]
@@ -84,9 +85,8 @@ def pairwise_matched(runs, samples, reference: str = REFERENCE_METHOD) -> pd.Dat
             continue
         ref = ref.iloc[0]
         ref_s = samples[samples["run_id"] == ref.run_id]
-        ref_ok = ref_s[ref_s["success"].astype(bool)]
         others = group[group["method"] != reference]
-        others = others.assign(order=others["method"].map(reports._method_order)).sort_values("order", kind="stable")
+        others = others.assign(order=others["method"].map(records.method_order)).sort_values("order", kind="stable")
         for r in others.itertuples():
             s = samples[samples["run_id"] == r.run_id]
             ok = s[s["success"].astype(bool)]
@@ -97,14 +97,14 @@ def pairwise_matched(runs, samples, reference: str = REFERENCE_METHOD) -> pd.Dat
             both = set(pair_ok["clip_id"]) & set(ok["clip_id"])
             row = {"recognizer": recognizer, "dataset": r.dataset, "attack": attack, "reference": reference,
                    "method": r.method, "matched": len(both),
-                   "reference_success": reports._rate(len(pair_ok), len(pair_s)),
-                   "method_success": reports._rate(int(r.succeeded), int(r.attacked)),
+                   "reference_success": records.rate(len(pair_ok), len(pair_s)),
+                   "method_success": records.rate(int(r.succeeded), int(r.attacked)),
                    "method_budget": r.budget if "budget" in chosen.columns else np.nan}
             for prefix, rows_ in (("reference", pair_ok), ("method", ok)):
-                means = reports._metric_means(rows_[rows_["clip_id"].isin(both)])
+                means = records.metric_means(rows_[rows_["clip_id"].isin(both)])
                 row.update({f"{prefix}_{k}": v for k, v in means.items()})
             rows.append(row)
-    metric_cols = [f"{p}_{m}" for m in ("iterations_to_success", *reports.METRICS) for p in ("reference", "method")]
+    metric_cols = [f"{p}_{m}" for m in ("iterations_to_success", *records.METRICS) for p in ("reference", "method")]
     return pd.DataFrame(rows, columns=["recognizer", "dataset", "attack", "reference", "method", "matched",
                                        "reference_success", "method_success", "method_budget", *metric_cols])
 
@@ -116,17 +116,17 @@ def table4_paper(upper: pd.DataFrame, attack: str = "AB") -> pd.DataFrame:
     cols = ["dataset", "model", *[m.upper() for m in BASELINES], "IAA epsilon", "CIASA epsilon", "calibrated"]
     if not len(upper):
         return pd.DataFrame(columns=cols)
-    labels = reports._row_labels(upper.drop_duplicates("recognizer"))
+    labels = records.row_labels(upper.drop_duplicates("recognizer"))
     rows = []
     for (dataset, recognizer), group in upper.groupby(["dataset", "recognizer"], sort=True):
         by = group.set_index("method")
         row = {"dataset": dataset, "model": labels.get(recognizer, recognizer)}
         for m in BASELINES:
             row[m.upper()] = rate_cell(by.loc[m, "succeeded"], by.loc[m, "attacked"]) if m in by.index else \
-                reports.MISSING
+                records.MISSING
         for m in ("iaa", "ciasa"):
             b = by.loc[m, "budget"] if m in by.index and "budget" in by else np.nan
-            row[f"{m.upper()} epsilon"] = reports.MISSING if reports._isnan(b) else f"{float(b):g}"
+            row[f"{m.upper()} epsilon"] = records.MISSING if records.isnan(b) else f"{float(b):g}"
         cal = [m for m in ("iaa", "ciasa") if m in by.index and bool(by.loc[m].get("calibrated", False))]
         row["calibrated"] = ", ".join(cal) if cal else "no"
         rows.append(row)
@@ -135,13 +135,13 @@ def table4_paper(upper: pd.DataFrame, attack: str = "AB") -> pd.DataFrame:
 
 def calibration_table(runs, samples) -> pd.DataFrame:
     """The calibrated runs: their budget, success and the reference they were tuned to."""
-    runs = reports.frame(runs, reports.RUN_COLUMNS)
-    chosen = reports.select_runs(runs, samples)
+    runs = records.frame(runs, records.RUN_COLUMNS)
+    chosen = records.select_runs(runs, samples)
     cols = ["recognizer", "method", "attack", "run_id", "epsilon", "step_size", "succeeded", "attacked",
             "success_rate", "ci_low", "ci_high", "effective_linf_max", "reference_run", "reference_method",
             "reference_success", "difference_points", "within_3_points", "goal", "reached", "budgets_tried",
             "reported"]
-    samples = reports.frame(samples, reports.SAMPLE_COLUMNS)
+    samples = records.frame(samples, records.SAMPLE_COLUMNS)
     rows = []
     for r in runs.itertuples():
         cal = r.calibration if isinstance(r.calibration, dict) else {}
@@ -151,10 +151,10 @@ def calibration_table(runs, samples) -> pd.DataFrame:
         c = cal.get("chosen", {})
         k = int(hit["succeeded"].iloc[0]) if len(hit) else c.get("succeeded", 0)
         n = int(hit["attacked"].iloc[0]) if len(hit) else c.get("attacked", 0)
-        rate = reports._rate(k, n)
+        rate = records.rate(k, n)
         lo, hi = wilson(k, n)
         diff = 100 * (rate - cal["reference_success"])
-        rows.append({"recognizer": r.recognizer, "method": r.method, "attack": reports.attack_name(r.strategy, r.top_n),
+        rows.append({"recognizer": r.recognizer, "method": r.method, "attack": records.attack_name(r.strategy, r.top_n),
                      "run_id": r.run_id, "epsilon": c.get("value"), "step_size": c.get("step_size"), "succeeded": k,
                      "attacked": n, "success_rate": rate, "ci_low": lo, "ci_high": hi,
                      "effective_linf_max": pd.to_numeric(samples.loc[samples["run_id"] == r.run_id,
@@ -184,7 +184,7 @@ def table3_paper(cells_by_attack: dict[str, pd.DataFrame], attacks=("AB", "AB5")
             for a in present:
                 hit = all_cells[(all_cells["source"] == source) & (all_cells["target"] == target)
                                 & (all_cells["attack"] == a)]
-                parts.append(reports.MISSING if not len(hit) or not hit["attacked"].iloc[0] else
+                parts.append(records.MISSING if not len(hit) or not hit["attacked"].iloc[0] else
                              f"{100 * hit['succeeded'].iloc[0] / hit['attacked'].iloc[0]:.2f}")
             row[target] = " / ".join(parts)
         rows.append(row)
@@ -197,14 +197,14 @@ def table3_paper(cells_by_attack: dict[str, pd.DataFrame], attacks=("AB", "AB5")
 def success_curves(runs, samples) -> pd.DataFrame:
     """Per reported run, the share of attacked samples that had succeeded by each iteration
     (0 … the run's iteration budget): a sample counts from the iteration it was frozen at."""
-    chosen = reports.select_runs(runs, samples)
-    samples = reports.frame(samples, reports.SAMPLE_COLUMNS)
+    chosen = records.select_runs(runs, samples)
+    samples = records.frame(samples, records.SAMPLE_COLUMNS)
     parts = []
     for r in chosen.itertuples():
         s = samples[samples["run_id"] == r.run_id]
         if not len(s):
             continue
-        budget = int(r.iteration_budget) if not reports._isnan(getattr(r, "iteration_budget", np.nan)) else \
+        budget = int(r.iteration_budget) if not records.isnan(getattr(r, "iteration_budget", np.nan)) else \
             int(s["iterations"].max())
         won = np.sort(s.loc[s["success"].astype(bool), "iterations"].astype(int).to_numpy())
         grid = np.arange(budget + 1)
@@ -220,8 +220,8 @@ def success_curves(runs, samples) -> pd.DataFrame:
 
 def per_class_success(runs, samples) -> pd.DataFrame:
     """Per reported run and true class: attacked, succeeded, rate and interval."""
-    chosen = reports.select_runs(runs, samples)
-    samples = reports.frame(samples, reports.SAMPLE_COLUMNS)
+    chosen = records.select_runs(runs, samples)
+    samples = records.frame(samples, records.SAMPLE_COLUMNS)
     rows = []
     for r in chosen.itertuples():
         s = samples[samples["run_id"] == r.run_id]
@@ -233,7 +233,7 @@ def per_class_success(runs, samples) -> pd.DataFrame:
                          "succeeded": int(g["success"].astype(bool).sum())})
     df = pd.DataFrame(rows, columns=["recognizer", "method", "attack", "run_id", "label", "class", "attacked",
                                      "succeeded"])
-    df["success_rate"] = reports._rate(df["succeeded"], df["attacked"])
+    df["success_rate"] = records.rate(df["succeeded"], df["attacked"])
     return with_intervals(df)
 
 
@@ -242,18 +242,18 @@ def budget_sweep(runs, samples, attack: str = "AB") -> pd.DataFrame:
     from the method's defaults only in its budget (ε and the step for IAA / CIASA, lr for
     SMART and its ablations; `budget` column of the run records), one point per budget
     (the run with most samples when several share one)."""
-    runs = reports.frame(runs, reports.RUN_COLUMNS)
-    samples_f = reports.frame(samples, reports.SAMPLE_COLUMNS)
+    runs = records.frame(runs, records.RUN_COLUMNS)
+    samples_f = records.frame(samples, records.SAMPLE_COLUMNS)
     counts = samples_f.groupby("run_id")["success"].agg(attacked="size",
                                                        succeeded=lambda s: int(s.astype(bool).sum()))
     runs = runs.join(counts, on="run_id")
     runs = runs[runs["budget"].notna() & runs["attacked"].fillna(0).gt(0)].copy()
-    runs["attack"] = [reports.attack_name(s, n) for s, n in zip(runs["strategy"], runs["top_n"])]
+    runs["attack"] = [records.attack_name(s, n) for s, n in zip(runs["strategy"], runs["top_n"])]
     runs = runs[(runs["attack"] == attack) & ~runs["outdated"].fillna(False).astype(bool)]
     runs["parameter"] = runs["method"].map(lambda m: "epsilon" if m in ("iaa", "ciasa") else "lr")
     runs = runs.sort_values(["attacked", "run_id"], ascending=False).drop_duplicates(
         ["recognizer", "method", "budget"])
-    runs["success_rate"] = reports._rate(runs["succeeded"], runs["attacked"])
+    runs["success_rate"] = records.rate(runs["succeeded"], runs["attacked"])
     runs["calibrated"] = runs["calibrated"].fillna(False).astype(bool)
     out = runs[["recognizer", "method", "attack", "parameter", "budget", "run_id", "succeeded", "attacked",
                 "success_rate", "calibrated"]].sort_values(["recognizer", "method", "budget"], kind="stable")
@@ -275,7 +275,7 @@ def success_curve_figure(curves: pd.DataFrame, recognizer: str, path) -> Path:
     ax.set_title(f"{recognizer}: success against iteration", fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    return reports._save(fig, path)
+    return save_figure(fig, path)
 
 
 def budget_sweep_figure(sweep: pd.DataFrame, recognizer: str, path) -> Path:
@@ -298,4 +298,4 @@ def budget_sweep_figure(sweep: pd.DataFrame, recognizer: str, path) -> Path:
         ax.legend(fontsize=7)
     fig.suptitle(f"{recognizer}: success against budget (circled: calibrated)", fontsize=9)
     fig.tight_layout()
-    return reports._save(fig, path)
+    return save_figure(fig, path)

@@ -23,10 +23,10 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from attacks.core.training.evaluation import _pyplot, _save, confusion_matrix_figure, predict_logits  # noqa: F401
 from attacks.core.motion import to_model_input
+from attacks.core.progress import note, steps
 
 LAST_CHECKPOINT = "last.pt"
 BEST_CHECKPOINT = "best.pt"
@@ -220,7 +220,7 @@ def train(model: torch.nn.Module, train_data, val_data, *, epochs: int, batch_si
                           "scheduler": scheduler.state_dict(), "rng": _rng_state(generator),
                           "history": history, "best": best}, last_path)
         if progress:
-            tqdm.write(f"epoch {epoch}/{epochs}: train loss {train_loss:.3f} acc {train_acc:.3f} | "
+            note(f"epoch {epoch}/{epochs}: train loss {train_loss:.3f} acc {train_acc:.3f} | "
                        f"val loss {record['val_loss']:.3f} acc {record['val_acc']:.3f}"
                        + (" *" if best["epoch"] == epoch else ""))
         if on_epoch_end is not None:
@@ -273,7 +273,7 @@ def _train_one_epoch(model, opt, scheduler, X, y, batch_size, device, generator,
     order = torch.randperm(len(X), generator=generator)
     batches = _batch_indices(order, batch_size)
     total_loss, correct, seen = 0.0, 0, 0
-    bar = tqdm(batches, desc=desc, leave=False, disable=not progress, unit="batch")
+    bar = steps(batches, desc, "batch", enabled=progress, leave=False, log_steps=False)
     for idx in bar:
         xb, yb = X[idx].to(device), y[idx].to(device)
         if augment:

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from attacks.core.reporting import tables as reports
+from attacks.core import reporting as reports
 from attacks.models import Dataset, Recognizer
 from attacks.services.reporting import ReportFilters, build_report
 
