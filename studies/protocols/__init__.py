@@ -20,6 +20,8 @@ for the built-in ones) and its instructions template.
 """
 from __future__ import annotations
 
+import copy
+
 from studies.protocols import base
 
 REQUIRED = ("KIND", "TITLE", "Parameters", "PROMPT", "RECORDS", "pool_items", "build_trials", "analyse", "figures")
@@ -39,7 +41,7 @@ def register(module):
         raise TypeError(f"{module.__name__} must declare VERDICT and verdict_rows together")
     for name, default in base.OPTIONAL.items():
         if not hasattr(module, name):
-            setattr(module, name, default)
+            setattr(module, name, copy.deepcopy(default))  # a list or dict of its own
     defaults = {"INSTRUCTIONS_TEMPLATE": base.instructions_template(module.KIND),
                 "DEFAULTS": module.Parameters.defaults(), "validate": module.Parameters.validate,
                 "trial_columns": base.trial_columns, "verdict_rows": base.verdict_rows}
