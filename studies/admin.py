@@ -98,7 +98,7 @@ class StudyAdmin(admin.ModelAdmin):
                     self.message_user(request, f"{study.slug}: no samples match its filters; left closed",
                                       messages.WARNING)
                     continue
-                study.open()
+                assignment.open_study(study)
             except ConfigurationError as e:  # e.g. a pool too small for the trial count, with the numbers
                 self.message_user(request, f"{study.slug}: {e}; left as it was", messages.ERROR)
                 continue
@@ -109,14 +109,14 @@ class StudyAdmin(admin.ModelAdmin):
     @admin.action(description="Close selected studies (active participants may still finish)")
     def close_studies(self, request, queryset):
         for study in queryset:
-            study.close()
+            assignment.close_study(study)
             self.message_user(request, f"{study.slug}: {study.status}"
                               + (" until its active participants finish" if study.status == Study.CLOSING else ""))
 
     @admin.action(description="Close now (active participants can no longer answer)")
     def close_now(self, request, queryset):
         for study in queryset:
-            study.close(now=True)
+            assignment.close_study(study, now=True)
         self.message_user(request, "Closed.")
 
     @admin.action(description="Return abandoned participants' stimuli to the pool")

@@ -1,8 +1,9 @@
-"""The database side of running a study: building its stimulus pool, assigning a new
-participant's trials (seeded, stored, with usage counts), returning abandoned
+"""The database side of running a study: opening and closing it, building its stimulus
+pool, assigning a new participant's trials (seeded, stored, with usage counts), returning abandoned
 participants' stimuli, storing answers idempotently and completing a participation.
 
-Views and management commands call these functions; protocols stay ORM-free.
+Views, the admin and management commands call these functions; protocols stay ORM-free.
+The dependency runs one way: this module imports the models, the models never import it.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from attacks.models import AdversarialSample
 
 from studies.models import MotionHandle, Participant, Response, SeriesParticipant, Stimulus, Study, StudySeries, Trial
 from studies.core.participation_config import COMPLETED, SCREENED_OUT, TIMED_OUT, consent_version
-from studies.protocols.base import PoolItem, SampleInfo, check_capacity, clips_of, items_needed, least_used
+from studies.protocols.base import SENSITIVITY, PoolItem, SampleInfo, check_capacity, clips_of, items_needed, least_used
 
 
 def matching_samples(study: Study, config: dict | None = None):
@@ -56,7 +57,7 @@ def build_pool(study: Study) -> int:
 
     A pool too small for a participant's trials under the clip rule (one source clip at
     most once per participant; practice on clips of its own) is a ConfigurationError
-    with the numbers, raised before it is stored, so at `create_study`, `Study.open` or
+    with the numbers, raised before it is stored, so at `create_study`, `open_study` or
     the first participant, never as sampling with replacement. A draft's existing pool
     is checked again (its configuration may have changed since)."""
     if study.stimuli.exists():
@@ -70,6 +71,32 @@ def build_pool(study: Study) -> int:
         if study.stimuli.exists():
             return study.stimuli.count()
         return _create_pool(study)
+
+
+def open_study(study: Study):
+    """Open a study for participants, building its stimulus pool first if need be (a pool
+    too small is a ConfigurationError, and the study stays as it was)."""
+    build_pool(study)
+    study.status, study.opened_at = Study.OPEN, study.opened_at or timezone.now()
+    study.save(update_fields=["status", "opened_at", "configuration"])
+
+
+def close_study(study: Study, now: bool = False):
+    """Stop taking newcomers. Participants still active may finish (the study is
+    'closing' until the last of them completes or times out) unless `now`, which
+    closes at once and strands them (their answers stay stored)."""
+    if study.status == Study.CLOSED:
+        return
+    if not now and study.status != Study.DRAFT:
+        study.status = Study.CLOSING  # finish_closing below closes it if nobody is active
+        study.save(update_fields=["status"])
+        release_abandoned(study)  # the timed-out ones must not keep it closing; may close it
+        study.refresh_from_db(fields=["status", "closed_at"])
+        if study.status == Study.CLOSING:
+            study.finish_closing()
+        return
+    study.status, study.closed_at = Study.CLOSED, timezone.now()
+    study.save(update_fields=["status", "closed_at"])
 
 
 def _create_pool(study: Study) -> int:
@@ -387,7 +414,7 @@ def complete(participant: Participant) -> Participant:
     if participant.status in (Participant.COMPLETED, Participant.SCREENED_OUT):
         return participant
     config = participant.study.config
-    sens = participant.responses.filter(trial__condition="sensitivity", trial__is_practice=False)
+    sens = participant.responses.filter(trial__condition=SENSITIVITY, trial__is_practice=False)
     n = sens.count()
     accuracy = sens.filter(is_correct=True).count() / n if n else None
     status = Participant.SCREENED_OUT if accuracy is not None and accuracy < config["screening_threshold"] \

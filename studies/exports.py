@@ -5,7 +5,8 @@ participant's trial list, answer key included), and a Psych-DS-style copy of the
 Why: a CSV without its codebook is a puzzle for the next analyst, and statistics that
 cannot be recomputed from the raw trials do not survive review. The codebook comes from
 `COLUMNS` (one line per column, checked by a test against what the tables really hold)
-and from each protocol's `RECORDS` (what its answer values mean).
+and from each protocol's `RECORDS` (what its answer values mean), `COLUMN_NOTES` (what
+its trials mean by a generic column) and `VERDICT_MEANING` (the stimuli's outcome share).
 """
 from __future__ import annotations
 
@@ -25,9 +26,8 @@ COLUMNS = {
         "position": "0-based position in the participant's trial list (practice first)",
         "trial": "public trial key",
         "is_practice": "practice trial (feedback shown; never analysed)",
-        "condition": "trial type: the attack method, 'sensitivity' (original vs original), 'catch', or for "
-                     "naturalness 'smart-vs-ablation' / 'ablation-vs-ablation'",
-        "method": "attack method of the attacked motion shown (empty for naturalness)",
+        "condition": "trial type: the attack method, 'sensitivity' (original vs original) or 'catch'",
+        "method": "attack method of the attacked motion shown",
         "left_method": "method of the left motion ('original' for an unattacked one)",
         "right_method": "method of the right motion",
         "left_shows": "variant shown on the left: original or adversarial",
@@ -38,13 +38,13 @@ COLUMNS = {
         "clip": "index of the source clip in its dataset",
         "sample": "AdversarialSample id of the left motion",
         "right_sample": "AdversarialSample id of the right motion (empty for one motion)",
-        "truth": "ground-truth class index (deceitfulness)",
+        "truth": "ground-truth class index, where the trial's design records it",
         "truth_name": "ground-truth class name",
         "after": "class index the recognizer gives the attacked motion",
         "after_name": "class name the recognizer gives the attacked motion",
         "options": "option texts in display order, '|'-separated",
         "answer": "the answer value (protocol-specific, see the answer line of this codebook's note)",
-        "chosen_name": "text of the chosen label (deceitfulness)",
+        "chosen_name": "text of the chosen option, where the options are class labels",
         "correct": "answer key, where the trial has one",
         "is_correct": "answer equals the key",
         "response_time_ms": "ms from the answers unlocking to the answer",
@@ -94,9 +94,7 @@ COLUMNS = {
         "velocity_deviation": "mean velocity deviation (m/s)", "acceleration_deviation":
             "mean acceleration deviation (m/s^2)", "jerk_deviation": "mean jerk deviation (m/s^3)",
         "judgements": "analysed judgements of this motion", "participants": "participants who judged it",
-        "share_judged_changed": "share judging it changed (indistinguishability, comparison)",
-        "share_judged_less_natural": "share judging it the less natural of its pair (naturalness)",
-        "share_chose_attacked_label": "share choosing the recognizer's after-attack label (deceitfulness)",
+        # share_<VERDICT>: the protocol's VERDICT_MEANING (see `describe`)
     },
 }
 
@@ -106,10 +104,14 @@ def describe(name: str, column: str, study: Study) -> str:
     if column.startswith("q_"):
         questions = {q["name"]: q.get("label", q["name"]) for q in study.config.get("questionnaire", [])}
         return f"questionnaire: {questions.get(column[2:], column[2:])}"
+    protocol = study.protocol
+    if name == "stimuli.csv" and column == f"share_{protocol.VERDICT}":
+        return protocol.VERDICT_MEANING
     meaning = COLUMNS.get(name, {}).get(column, "")
     if column == "answer" and name == "trials.csv":
-        meaning = f"{meaning}: {study.protocol.RECORDS['answer']}"
-    return meaning
+        meaning = f"{meaning}: {protocol.RECORDS['answer']}"
+    note = protocol.COLUMN_NOTES.get(name, {}).get(column)
+    return f"{meaning}; {note}" if note else meaning
 
 
 def codebook(study: Study, tables: dict[str, pd.DataFrame]) -> pd.DataFrame:

@@ -1,6 +1,9 @@
 """Database records of the perceptual studies: a study and its stimulus pool, the
 participants, their server-decided trials and their answers.
 
+Models know no service: opening, closing and running a study are `studies.assignment`'s
+(`open_study`, `close_study`, ...), which imports these, never the other way round.
+
 The answer key of a trial (which side is attacked, which option is the ground truth)
 lives in `Trial.correct` / `Trial.design` and in the motion handles' variant; the API
 serializers never expose those fields.
@@ -15,7 +18,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from studies.core.participation_config import consent_version, validate_series, ParticipationConfigError
-from studies.protocols import KINDS, get_protocol
+from studies.protocols import get_protocol, kind_choices
 from studies.protocols.base import ConfigurationError
 
 
@@ -33,14 +36,14 @@ def new_pseudonym() -> str:
 
 
 class Study(models.Model):
-    KIND_CHOICES = [(k, k) for k in KINDS]
     DRAFT, OPEN, CLOSING, CLOSED = "draft", "open", "closing", "closed"
     # closing: no newcomers, but active participants may finish.
     STATUS_CHOICES = [(DRAFT, "draft"), (OPEN, "open"), (CLOSING, "closing"), (CLOSED, "closed")]
 
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=100, unique=True, help_text="Used in the participant link /study/<slug>/")
-    kind = models.CharField(max_length=30, choices=KIND_CHOICES)
+    # Read from the protocol registry when asked, so a new kind needs no migration.
+    kind = models.CharField(max_length=30, choices=kind_choices)
     status = models.CharField(max_length=10, choices=STATUS_CHOICES, default=DRAFT)
     configuration = models.JSONField(default=dict, blank=True,
                                      help_text="Protocol configuration; missing keys take the protocol's defaults.")
@@ -101,31 +104,6 @@ class Study(models.Model):
 
     def participant_path(self) -> str:
         return f"/study/{self.slug}/"
-
-    def open(self):
-        """Open for participants, building the stimulus pool first if need be."""
-        from studies.assignment import build_pool
-        build_pool(self)
-        self.status, self.opened_at = self.OPEN, self.opened_at or timezone.now()
-        self.save(update_fields=["status", "opened_at", "configuration"])
-
-    def close(self, now: bool = False):
-        """Stop taking newcomers. Participants still active may finish (the study is
-        'closing' until the last of them completes or times out) unless `now`, which
-        closes at once and strands them (their answers stay stored)."""
-        from studies.assignment import release_abandoned
-        if self.status == self.CLOSED:
-            return
-        if not now and self.status != self.DRAFT:
-            self.status = self.CLOSING  # finish_closing below closes it if nobody is active
-            self.save(update_fields=["status"])
-            release_abandoned(self)  # the timed-out ones must not keep it closing; may close it
-            self.refresh_from_db(fields=["status", "closed_at"])
-            if self.status == self.CLOSING:
-                self.finish_closing()
-            return
-        self.status, self.closed_at = self.CLOSED, timezone.now()
-        self.save(update_fields=["status", "closed_at"])
 
     def finish_closing(self) -> bool:
         """A closing study whose last active participant has finished (or timed out) is

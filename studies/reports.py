@@ -31,7 +31,7 @@ import pandas as pd
 
 from studies.core import statistics
 from studies.models import Participant, Study, Trial
-from studies.protocols.base import CATCH
+from studies.protocols.base import CATCH, SENSITIVITY
 from studies.core.statistics import finite
 
 TRIAL_COLUMNS = ["study", "participant", "participant_status", "position", "trial", "is_practice",
@@ -56,6 +56,7 @@ def trial_frame(study: Study, answered_only: bool = False, simulated: bool = Fal
         .order_by("participant_id", "position")
     if answered_only:
         qs = qs.filter(response__isnull=False)
+    protocol = study.protocol
     rows = list(qs.values(
         "participant__pseudonym", "participant__status", "position", "key", "is_practice",
         "condition", "design", "options", "correct", "left__variant", "right__variant", "left__sample_id", "right__sample_id",
@@ -69,15 +70,14 @@ def trial_frame(study: Study, answered_only: bool = False, simulated: bool = Fal
         names = r["left__sample__clip__dataset__class_names"] or []
         truth, after = design.get("truth"), design.get("after")
         answer = r["response__answer"]
-        chosen = next((o["text"] for o in r["options"] if o["value"] == answer), None) \
-            if study.kind == "deceitfulness" else None
+        own = protocol.trial_columns(design, r["options"], answer)  # method, chosen_name
         playback = r["response__playback"] or {}
         plan = r["playback_plan"] or {}
         out.append({
             "study": study.slug, "participant": r["participant__pseudonym"],
             "participant_status": r["participant__status"], "position": r["position"], "trial": r["key"],
             "is_practice": r["is_practice"], "condition": r["condition"],
-            "method": None if study.kind == "naturalness" else design.get("right_method") or design.get("left_method"),
+            "method": own["method"],
             "left_method": design.get("left_method"), "right_method": design.get("right_method"),
             "left_shows": r["left__variant"], "right_shows": r["right__variant"],
             "dataset": r["left__sample__clip__dataset__name"], "recognizer": r["left__sample__recognizer__name"],
@@ -85,7 +85,7 @@ def trial_frame(study: Study, answered_only: bool = False, simulated: bool = Fal
             "sample": r["left__sample_id"], "right_sample": r["right__sample_id"], "truth": truth,
             "truth_name": names[truth] if truth is not None and truth < len(names) else None,
             "after": after, "after_name": names[after] if after is not None and after < len(names) else None,
-            "options": "|".join(o["text"] for o in r["options"]), "answer": answer, "chosen_name": chosen,
+            "options": "|".join(o["text"] for o in r["options"]), "answer": answer, "chosen_name": own["chosen_name"],
             "correct": r["correct"] or None, "is_correct": r["response__is_correct"],
             "response_time_ms": r["response__response_time_ms"],
             "playback_duration_ms": playback.get("measured_duration_ms"),
@@ -186,7 +186,7 @@ def analyse(study: Study, include_partial: bool = False,
     answered_all = trials[trials["answer"].notna()].copy()
     answered_all["is_correct"] = answered_all["is_correct"].astype("boolean").fillna(False).astype(bool)
     main_all = answered_all[~answered_all["is_practice"]]
-    has_sensitivity = bool((main_all["condition"] == "sensitivity").any())
+    has_sensitivity = bool((main_all["condition"] == SENSITIVITY).any())
     screening = statistics.screening(main_all, config["screening_threshold"]) \
         if has_sensitivity and not main_all.empty else None
     participants = participant_frame(study, screening, simulated=simulated)
@@ -258,7 +258,7 @@ def build_report(study: Study, out_dir: str | Path | None = None, include_partia
     kept = analysed_rows(trials)
     verdicts_section, stimuli = human_verdicts(study, kept)
     summary["verdicts"] = _clean(verdicts_section)
-    if study.kind in ("indistinguishability", "comparison"):
+    if study.protocol.TABLE4:
         summary["table4"] = _clean(table4(study, kept))
     figures = report_figures(study, summary)
     summary["figures"] = sorted(figures)
@@ -316,8 +316,8 @@ def human_verdicts(study: Study, kept: pd.DataFrame) -> tuple[dict, pd.DataFrame
     """Every analysed judgement of an attacked motion joined to that motion's objective
     metrics (`studies.core.verdicts`): the models, and the per-stimulus table."""
     from studies.core import verdicts
-    outcome = verdicts.OUTCOMES[study.kind]
-    rows = verdicts.outcome_rows(kept, study.kind)
+    outcome = study.protocol.VERDICT
+    rows = verdicts.outcome_rows(kept, study.protocol)
     joined = verdicts.join_metrics(rows, sample_metrics(rows["sample"].dropna().unique()))
     stimuli = verdicts.stimulus_table(joined, outcome) if not joined.empty else pd.DataFrame(
         columns=["sample", "method", "recognizer", "dataset", "clip", *verdicts.METRICS, "judgements",
@@ -334,7 +334,7 @@ def table4(study: Study, kept: pd.DataFrame) -> list[dict]:
     config = study.config
     candidates = pd.DataFrame(list(matching_samples(study, config).values("recognizer__name", "method", "success")),
                               columns=["recognizer__name", "method", "success"])
-    attacked = kept[~kept["condition"].isin(["sensitivity", CATCH])].copy()
+    attacked = kept[~kept["condition"].isin([SENSITIVITY, CATCH])].copy()
     attacked["unchanged"] = attacked["answer"] == "unchanged"
     rows = []
     for (recognizer, method), part in candidates.groupby(["recognizer__name", "method"], sort=True):

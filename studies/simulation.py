@@ -10,7 +10,7 @@ stimulus usage and never count toward a target; reports show them only when aske
 
 Policies (`parse_policy`):
 - `random`: every option equally likely;
-- `oracle`: the answer key where a trial has one; for naturalness (no key) the motion
+- `oracle`: the answer key where a trial has one; for a trial without one (naturalness) the motion
   with the smaller acceleration deviation;
 - `noisy:p`: the oracle, but a random option with probability p;
 - `clustered[:rate[,icc]]`: each participant answers by the key with their own

@@ -77,5 +77,6 @@ def make_study(kind: str, slug: str | None = None, status: str = "open", **confi
     from studies.models import Study
     study = Study.objects.create(name=f"{kind} test", slug=slug or kind, kind=kind, configuration=config)
     if status == "open":
-        study.open()
+        from studies.assignment import open_study
+        open_study(study)
     return study

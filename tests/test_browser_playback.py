@@ -14,6 +14,7 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from attacks.models import AdversarialSample
+from studies.assignment import close_study, open_study
 from studies.models import Response
 from studies.core.payloads import decode_motion, encode_motion
 from tests.browser_support import (StudyBot, chromium, page, playwright_driver,  # noqa: F401
@@ -330,9 +331,9 @@ def test_draft_and_closed_studies_show_why_they_cannot_be_taken(client):
     study = study_with_samples("deceitfulness", status="draft", trials_per_participant=2)
     r = client.get("/study/deceitfulness/")
     assert r.status_code == 404 and b"has not opened yet" in r.content
-    study.open()
+    open_study(study)
     assert client.get("/study/deceitfulness/").status_code == 200
-    study.close()
+    close_study(study)
     r = client.get("/study/deceitfulness/")
     assert r.status_code == 410 and b"has closed" in r.content
 

@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from studies.assignment import close_study
 from studies.models import Participant, Response, Study
 from tests.browser_support import (StudyBot, chromium, launch_chromium, page, playwright_driver,  # noqa: F401
                                    save_screenshot, study_with_samples, viewport_pixels, VIEWPORT)
@@ -300,7 +301,7 @@ def test_device_gate_refuses_phones_small_windows_and_missing_webgl(chromium, pl
 
 def test_closed_study_page_in_the_browser(page, live_server):
     study = study_with_samples("naturalness", trials_per_participant=1)
-    study.close()
+    close_study(study)
     response = page.goto(f"{live_server.url}/study/naturalness/")
     assert response.status == 410
     assert "has closed" in page.locator("h1 + p").text_content()

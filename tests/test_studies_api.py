@@ -202,7 +202,7 @@ def test_closed_study_refuses_answers(client, world):
     study = make_study("deceitfulness", trials_per_participant=2, practice_trials=0)
     token = start(client, "deceitfulness").json()["token"]
     t = next_trial(client, token).json()["trial"]
-    Study.objects.get(pk=study.pk).close(now=True)  # closing without `now` lets active ones finish
+    assignment.close_study(Study.objects.get(pk=study.pk), now=True)  # closing without `now` lets active ones finish
     assert answer(client, token, t).status_code == 403
     assert next_trial(client, token).status_code == 403
 

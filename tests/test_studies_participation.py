@@ -100,7 +100,7 @@ def test_each_outcome_gets_its_own_code_and_redirect(client, world):
     late = start(client, "indistinguishability").json()["token"]
     answer_all(client, late, limit=1)
     Participant.objects.filter(token=late).update(last_seen_at=timezone.now() - timedelta(hours=1))
-    Study.objects.get(slug="indistinguishability").close()  # releases it: timed out, study closed
+    assignment.close_study(Study.objects.get(slug="indistinguishability"))  # releases it: timed out, study closed
     assert Participant.objects.get(token=late).status == Participant.ABANDONED
     assert client.get(f"/api/participations/{late}/next/").status_code == 403  # cannot go on
     r = complete(client, late)
@@ -182,7 +182,7 @@ def test_closing_lets_active_participants_finish_then_closes(client, world):
     study = make_study("deceitfulness", trials_per_participant=2, practice_trials=0)
     a = start(client, "deceitfulness").json()["token"]
     b = start(client, "deceitfulness", PROLIFIC_PID="pid-b", SESSION_ID="sb").json()["token"]
-    study.close()
+    assignment.close_study(study)
     assert Study.objects.get(pk=study.pk).status == Study.CLOSING
     refused = start(client, "deceitfulness")
     assert refused.status_code == 403 and "not taking new participants" in refused.json()["detail"]
@@ -201,7 +201,7 @@ def test_closing_lets_active_participants_finish_then_closes(client, world):
 def test_closing_ends_when_the_last_active_one_times_out_or_on_close_now(client, world):
     study = make_study("deceitfulness", trials_per_participant=2, practice_trials=0, abandon_after_minutes=30)
     token = start(client, "deceitfulness").json()["token"]
-    study.close()
+    assignment.close_study(study)
     assert study.status == Study.CLOSING
     Participant.objects.filter(token=token).update(last_seen_at=timezone.now() - timedelta(hours=1))
     assert assignment.release_abandoned(study) == 1
@@ -209,11 +209,11 @@ def test_closing_ends_when_the_last_active_one_times_out_or_on_close_now(client,
 
     other = make_study("naturalness", trials_per_participant=2, practice_trials=0)
     start(client, "naturalness")
-    other.close(now=True)
+    assignment.close_study(other, now=True)
     assert Study.objects.get(pk=other.pk).status == Study.CLOSED
     empty = make_study("comparison", trials_per_participant=2, practice_trials=0)
     assignment.start_participation(empty, is_test=True)
-    empty.close()
+    assignment.close_study(empty)
     assert empty.status == Study.CLOSED  # nobody active but a researcher's test run: closed at once
 
 
@@ -366,7 +366,7 @@ def test_configuration_is_frozen_once_the_study_opens(staff_client, world):
     study = make_study("deceitfulness", status="draft", trials_per_participant=2)
     study.configuration = {**study.configuration, "trials_per_participant": 3}
     study.save()  # a draft may change
-    study.open()
+    assignment.open_study(study)
     study = Study.objects.get(pk=study.pk)
     study.configuration = {**study.configuration, "trials_per_participant": 4, "playback_seconds": 3.0}
     with pytest.raises(ValidationError) as refused:
@@ -380,7 +380,7 @@ def test_configuration_is_frozen_once_the_study_opens(staff_client, world):
     study = Study.objects.get(pk=study.pk)
     study.name = "renamed"
     study.save()  # the name is not part of what the answers were collected under
-    study.close()  # status changes still work
+    assignment.close_study(study)  # status changes still work
     page = staff_client.get(reverse("admin:studies_study_change", args=[study.pk])).content.decode()
     assert 'name="configuration"' not in page and 'name="kind"' not in page
     draft = make_study("naturalness", status="draft", trials_per_participant=2)

@@ -71,7 +71,7 @@ def test_open_and_build_pool_refuse_too_small_pools():
     draft = make_study("indistinguishability", status="draft", trials_per_participant=4, practice_trials=1)
     with pytest.raises(ConfigurationError, match="holds 4 distinct clips, 4 trials per participant need 4, "
                                                  "1 practice trials 1 more"):
-        draft.open()
+        assignment.open_study(draft)
     assert Study.objects.get().status == "draft" and not draft.stimuli.exists()
     # naturalness: two trials per motion, so 6 trials need 3 clips; practice 2 needs 1 more
     assert assignment.build_pool(make_study("naturalness", status="draft", trials_per_participant=6,

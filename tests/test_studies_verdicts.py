@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from studies.core import verdicts
+from studies.protocols import get_protocol
 def trials(**columns) -> pd.DataFrame:
     base = {"participant": [1, 1, 2], "condition": ["smart", "sensitivity", "smart"], "answer": ["changed"] * 3,
             "is_correct": [True, False, True], "sample": [10, 11, 12], "right_sample": [10, 11, 12],
@@ -16,18 +17,19 @@ def trials(**columns) -> pd.DataFrame:
 
 
 def test_outcome_rows_per_kind():
-    ind = verdicts.outcome_rows(trials(answer=["changed", "changed", "unchanged"]), "indistinguishability")
+    ind = verdicts.outcome_rows(trials(answer=["changed", "changed", "unchanged"]),
+                                get_protocol("indistinguishability"))
     assert ind.to_dict("list") == {"participant": [1, 2], "sample": [10, 12], "method": ["smart", "smart"],
                                    "judged_changed": [True, False]}  # the sensitivity trial is no attacked motion
     nat = verdicts.outcome_rows(trials(answer=["left", "cannot_tell", "right"], left_method=["l2", "l2", "l2-acc"],
                                        right_method=["smart", "smart", "smart"], sample=[20, 21, 22]),
-                                "naturalness")
+                                get_protocol("naturalness"))
     # Trial 1: left (l2, sample 20) judged more natural, so right (smart, 10) is the less natural one;
     # 'cannot tell' is left out; trial 3: right chosen, left (l2-acc, 22) less natural.
     assert sorted(zip(nat["sample"], nat["method"], nat["judged_less_natural"])) == [
         (10, "smart", True), (12, "smart", False), (20, "l2", False), (22, "l2-acc", True)]
     dec = verdicts.outcome_rows(trials(is_correct=[True, False, False], condition=["smart", "smart", "catch"]),
-                                "deceitfulness")
+                                get_protocol("deceitfulness"))
     assert dec["chose_attacked_label"].tolist() == [False, True]  # catch trials are not attacks
 
 

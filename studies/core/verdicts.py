@@ -16,9 +16,9 @@ module builds that join and fits, per study,
 both by GEE with an exchangeable working correlation within participants and robust
 standard errors, the participant-aware choice of `studies.core.inference`.
 
-The outcome per study kind (`OUTCOMES`): indistinguishability and comparison, an
-attacked motion judged "changed"; naturalness, a motion judged the *less* natural of its
-pair (one row per motion shown, 'cannot tell' answers left out); deceitfulness, the
+The outcome is the study protocol's (`VERDICT`, one row per judged attacked motion from
+its `verdict_rows`): e.g. indistinguishability, an attacked motion judged "changed";
+naturalness, a motion judged the *less* natural of its pair; deceitfulness, the
 participant choosing the recognizer's after-attack label (the attack fooled the person).
 """
 from __future__ import annotations
@@ -32,45 +32,26 @@ from scipy import stats
 
 METRICS = ["mean_displacement", "max_displacement", "bone_length_error", "velocity_deviation",
            "acceleration_deviation", "jerk_deviation"]
-OUTCOMES = {
-    "indistinguishability": "judged_changed",
-    "comparison": "judged_changed",
-    "naturalness": "judged_less_natural",
-    "deceitfulness": "chose_attacked_label",
-}
 
 
-def outcome_rows(trials: pd.DataFrame, kind: str) -> pd.DataFrame:
+def outcome_rows(trials: pd.DataFrame, protocol) -> pd.DataFrame:
     """One row per judged attacked motion: participant, sample (the AdversarialSample id
-    of that motion), method and the binary outcome column `OUTCOMES[kind]`.
+    of that motion), method and the binary outcome column `protocol.VERDICT`, as the
+    protocol's `verdict_rows` builds them from the answered trials.
 
     `trials` is the answered-trial table of `studies.reports` (columns participant,
     condition, answer, is_correct, sample, right_sample, left_method, right_method,
     left_shows, right_shows)."""
-    outcome = OUTCOMES[kind]
-    t = trials[trials["answer"].notna()]
-    if kind == "naturalness":
-        decisive = t[t["answer"].isin(["left", "right"])]
-        left = pd.DataFrame({"participant": decisive["participant"], "sample": decisive["sample"],
-                             "method": decisive["left_method"], outcome: decisive["answer"] == "right"})
-        right = pd.DataFrame({"participant": decisive["participant"], "sample": decisive["right_sample"],
-                              "method": decisive["right_method"], outcome: decisive["answer"] == "left"})
-        rows = pd.concat([left, right], ignore_index=True)
-    elif kind == "deceitfulness":
-        attacked = t[t["condition"] != "catch"]
-        rows = pd.DataFrame({"participant": attacked["participant"], "sample": attacked["sample"],
-                             "method": attacked["method"], outcome: ~attacked["is_correct"].astype(bool)})
-    else:
-        attacked = t[(t["right_shows"] == "adversarial") & ~t["condition"].isin(["sensitivity", "catch"])]
-        rows = pd.DataFrame({"participant": attacked["participant"], "sample": attacked["right_sample"],
-                             "method": attacked["method"], outcome: attacked["answer"] == "changed"})
-    rows[outcome] = rows[outcome].astype(bool)
+    rows = protocol.verdict_rows(trials[trials["answer"].notna()])
+    rows[protocol.VERDICT] = rows[protocol.VERDICT].astype(bool)
     return rows.reset_index(drop=True)
 
 
 def join_metrics(rows: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
     """`rows` with each sample's objective metrics (`metrics` indexed by sample id, with
     the METRICS columns and, where known, recognizer / dataset / clip)."""
+    if rows.empty:  # no verdict (or none yet): the columns, no rows (an empty merge may clash on dtypes)
+        return rows.reindex(columns=[*rows.columns, *(c for c in metrics.columns if c not in rows)])
     return rows.merge(metrics, left_on="sample", right_index=True, how="inner")
 
 

@@ -1,5 +1,7 @@
-"""What every study protocol shares: its configuration schema, the stimulus pool items
-it draws from and the trial specifications it produces.
+"""What every study protocol shares: its typed parameters (`Parameters`, which each
+protocol subclasses), the stimulus pool items it draws from, the trial specifications it
+produces, and the defaults of what a protocol may leave undeclared (`OPTIONAL`,
+`trial_columns`, `verdict_rows`; see `studies.protocols` for the whole list).
 
 Protocols are plain Python (no ORM): they receive pool items that name samples by id and
 return trial specifications; `studies.assignment` turns those into database rows. This
@@ -7,7 +9,9 @@ keeps trial-list generation testable at the paper's full counts without a databa
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import copy
+import typing
+from dataclasses import MISSING, dataclass, field, fields
 
 import numpy as np
 
@@ -21,6 +25,9 @@ ADVERSARIAL = "adversarial"
 # (variant, side), a handle its ordinary trials never use (see studies.views.motion_json).
 CATCH = "catch"
 BROKEN = "broken"
+# The condition of a trial that shows an original against itself: participants who
+# call too many of these 'changed' are screened out (`screening_threshold`).
+SENSITIVITY = "sensitivity"
 
 
 class ConfigurationError(ValueError):
@@ -83,89 +90,126 @@ class TrialSpec:
     is_practice: bool = False
 
 
-COMMON_DEFAULTS = {
-    "practice_trials": 2,
-    "playback_seconds": 6.0,
-    "repeats": 1,
-    "slow_motion": 1,
-    "repeat_pause_seconds": 0.5,
-    "screening_threshold": 0.8,
-    "datasets": [],
-    "recognizers": [],
+def names(*values: str):
+    """A list default (a fresh copy per instance): datasets, strategies, methods."""
+    return field(default_factory=lambda: list(values))
+
+
+@dataclass(frozen=True)
+class Parameters:
+    """The typed study-design parameters every protocol understands, with their defaults.
+
+    A protocol subclasses it (`class Parameters(base.Parameters)`) to change a default or
+    add a parameter, and extends `check` for its own rules. What is stored on a study is
+    still the plain JSON object (`validate` returns it with every default filled in), so
+    studies stored before this class existed read as they did; the class is where a key's
+    type, default and check are declared, in one place. Construction runs the checks.
+    """
+
+    trials_per_participant: int = 100
+    practice_trials: int = 2
+    playback_seconds: float = 6.0
+    repeats: int = 1
+    slow_motion: int = 1
+    repeat_pause_seconds: float = 0.5
+    screening_threshold: float = 0.8
+    datasets: list[str] = names()
+    recognizers: list[str] = names()
     # The paper's stimuli are AB (any-but-the-truth) attacks; others only when chosen.
-    "strategies": ["ab"],
-    "only_successful": True,
-    "target_participants": 0,
-    "consent_text": "I agree to take part in this study and for my anonymous answers to be stored.",
-    "instructions": "",
-    "completion_code": "",
-    "redirect_url": "",
-    "abandon_after_minutes": 60,
-    "seed": 0,
+    strategies: list[str] = names("ab")
+    # The attack methods whose samples the study shows (the paper's proposed one by default).
+    methods: list[str] = names("smart")
+    only_successful: bool = True
+    target_participants: int = 0
+    consent_text: str = "I agree to take part in this study and for my anonymous answers to be stored."
+    instructions: str = ""
+    completion_code: str = ""
+    redirect_url: str = ""
+    abandon_after_minutes: float = 60
+    seed: int = 0
     # Pools (see `least_used`): one source clip at most once per participant unless allowed.
-    "allow_clip_repeats": False,
+    allow_clip_repeats: bool = False
     # Catch trials per main trial (0.1 adds 10 to 100 trials; the paper has none) and
     # the share of them a participant must get right to stay in the analyses.
-    "catch_share": 0.0,
-    "catch_threshold": 0.8,
+    catch_share: float = 0.0
+    catch_threshold: float = 0.8
     # Trial exclusions in the analyses (studies.reports): late frames as a share of
     # frames drawn, and |measured - expected| playback duration as a share of expected.
-    "max_late_frame_share": 0.25,
-    "max_duration_error": 0.1,
-    **PARTICIPATION_DEFAULTS,  # outcome codes, consent version, questionnaire, debrief
-}
+    max_late_frame_share: float = 0.25
+    max_duration_error: float = 0.1
 
-_TYPES = {
-    "trials_per_participant": int, "practice_trials": int, "playback_seconds": (int, float),
-    "repeats": int, "slow_motion": int, "repeat_pause_seconds": (int, float), "screening_threshold": (int, float), "datasets": list,
-    "recognizers": list, "strategies": list, "methods": list, "only_successful": bool,
-    "target_participants": int, "consent_text": str, "instructions": str, "completion_code": str,
-    "redirect_url": str, "abandon_after_minutes": (int, float), "seed": int, "sensitivity_share": (int, float),
-    "allow_clip_repeats": bool, "catch_share": (int, float), "catch_threshold": (int, float),
-    "max_late_frame_share": (int, float), "max_duration_error": (int, float),
-}
+    def __post_init__(self):
+        self.check()
+
+    def check(self):
+        """Ranges and rules (a ConfigurationError naming the key); types are checked before."""
+        if self.trials_per_participant < 1:
+            raise ConfigurationError("trials_per_participant must be at least 1")
+        if self.practice_trials < 0:
+            raise ConfigurationError("practice_trials cannot be negative")
+        if self.playback_seconds <= 0:
+            raise ConfigurationError("playback_seconds must be positive")
+        if not 0 <= self.repeat_pause_seconds <= 10:
+            raise ConfigurationError("repeat_pause_seconds must lie in [0, 10]")
+        if self.repeats < 1:
+            raise ConfigurationError("repeats must be at least 1")
+        if self.slow_motion not in (1, 3):
+            raise ConfigurationError("slow_motion must be 1 (real time) or 3 (three times slower)")
+        if not 0 <= self.screening_threshold <= 1:
+            raise ConfigurationError("screening_threshold must lie in [0, 1]")
+        if self.target_participants < 0:
+            raise ConfigurationError("target_participants cannot be negative")
+        if self.abandon_after_minutes <= 0:
+            raise ConfigurationError("abandon_after_minutes must be positive")
+        for key in ("catch_share", "catch_threshold", "max_late_frame_share"):
+            if not 0 <= getattr(self, key) <= 1:
+                raise ConfigurationError(f"{key} must lie in [0, 1]")
+        if self.max_duration_error <= 0:
+            raise ConfigurationError("max_duration_error must be positive (a share of the expected duration)")
+        if not self.methods:
+            raise ConfigurationError("methods must name at least one attack method")
+
+    @classmethod
+    def defaults(cls) -> dict:
+        """Every key a study of this protocol stores, with its default (the participation
+        keys of `studies.core.participation_config` included)."""
+        out = {f.name: f.default_factory() if f.default_factory is not MISSING else f.default for f in fields(cls)}
+        return {**out, **copy.deepcopy(PARTICIPATION_DEFAULTS)}
+
+    @classmethod
+    def validate(cls, config: dict) -> dict:
+        """`config` (a stored or submitted JSON object) with defaults filled in, after its
+        keys, types and ranges were checked; the participation keys are checked and
+        completed (outcome codes drawn once) by `validate_participation`."""
+        if not isinstance(config, dict):
+            raise ConfigurationError("configuration must be a JSON object")
+        defaults = cls.defaults()
+        unknown = sorted(set(config) - set(defaults))
+        if unknown:
+            raise ConfigurationError(f"unknown configuration keys: {', '.join(unknown)}")
+        out = {**defaults, **config}
+        hints = typing.get_type_hints(cls)
+        for f in fields(cls):
+            _check_type(f.name, out[f.name], hints[f.name])
+        cls(**{f.name: out[f.name] for f in fields(cls)})  # runs `check`
+        validate_participation(out, ConfigurationError)  # fills completion_code and the other outcomes' codes
+        return out
 
 
-def validate_common(config: dict, defaults: dict) -> dict:
-    """Fill defaults and check types and ranges of the keys every protocol understands."""
-    if not isinstance(config, dict):
-        raise ConfigurationError("configuration must be a JSON object")
-    unknown = sorted(set(config) - set(defaults))
-    if unknown:
-        raise ConfigurationError(f"unknown configuration keys: {', '.join(unknown)}")
-    out = {**defaults, **config}
-    for key, value in out.items():
-        expected = _TYPES.get(key)
-        if expected and (not isinstance(value, expected) or (expected is int and isinstance(value, bool))):
-            raise ConfigurationError(f"{key} must be of type {getattr(expected, '__name__', 'number')}, got {value!r}")
-    if out["trials_per_participant"] < 1:
-        raise ConfigurationError("trials_per_participant must be at least 1")
-    if out["practice_trials"] < 0:
-        raise ConfigurationError("practice_trials cannot be negative")
-    if out["playback_seconds"] <= 0:
-        raise ConfigurationError("playback_seconds must be positive")
-    if not 0 <= out["repeat_pause_seconds"] <= 10:
-        raise ConfigurationError("repeat_pause_seconds must lie in [0, 10]")
-    if out["repeats"] < 1:
-        raise ConfigurationError("repeats must be at least 1")
-    if out["slow_motion"] not in (1, 3):
-        raise ConfigurationError("slow_motion must be 1 (real time) or 3 (three times slower)")
-    if not 0 <= out["screening_threshold"] <= 1:
-        raise ConfigurationError("screening_threshold must lie in [0, 1]")
-    if out["target_participants"] < 0:
-        raise ConfigurationError("target_participants cannot be negative")
-    if out["abandon_after_minutes"] <= 0:
-        raise ConfigurationError("abandon_after_minutes must be positive")
-    for key in ("catch_share", "catch_threshold", "max_late_frame_share"):
-        if not 0 <= out[key] <= 1:
-            raise ConfigurationError(f"{key} must lie in [0, 1]")
-    if out["max_duration_error"] <= 0:
-        raise ConfigurationError("max_duration_error must be positive (a share of the expected duration)")
-    for key in ("datasets", "recognizers", "strategies", "methods"):
-        if key in out and not all(isinstance(v, str) for v in out[key]):
-            raise ConfigurationError(f"{key} must be a list of names")
-    validate_participation(out, ConfigurationError)  # fills completion_code and the other outcomes' codes
-    return out
+def _check_type(key: str, value, hint):
+    """JSON-typed check of one value against its declared type: a float accepts any number
+    (never a boolean), an int no boolean, a list[str] only names."""
+    origin = typing.get_origin(hint) or hint
+    if origin is float:
+        ok, name = isinstance(value, (int, float)) and not isinstance(value, bool), "number"
+    elif origin is int:
+        ok, name = isinstance(value, int) and not isinstance(value, bool), "int"
+    else:
+        ok, name = isinstance(value, origin), origin.__name__
+    if not ok:
+        raise ConfigurationError(f"{key} must be of type {name}, got {value!r}")
+    if origin is list and typing.get_args(hint) == (str,) and not all(isinstance(v, str) for v in value):
+        raise ConfigurationError(f"{key} must be a list of names")
 
 
 def clips_of(item: PoolItem, samples: dict[int, SampleInfo]) -> frozenset:
@@ -308,3 +352,50 @@ def analysable(frame):
     if "condition" in frame:
         keep &= frame["condition"] != CATCH
     return frame[keep]
+
+
+# What a protocol module may leave out, and what that then means; `studies.protocols.
+# register` fills these in, so the generic code reads them without a fallback of its own.
+OPTIONAL = {
+    # Show the answer options only once the playback ended (deceitfulness: the labels
+    # must not steer what is watched).
+    "OPTIONS_AFTER_PLAYBACK": False,
+    # The captions of the participant page's viewports: one caption per motion shown.
+    "VIEW_LABELS": ["Left", "Right"],
+    # Trials one pool item gives (naturalness: two), for the capacity check.
+    "TRIALS_PER_ITEM": 1,
+    # The (variant, side) handle a catch trial's broken motion is drawn from, a handle the
+    # protocol's ordinary trials never use; None: its catch trials show no broken motion.
+    "BROKEN_VIEW": None,
+    # Whether the report carries the paper's Table 4 (attack success beside the share of
+    # attacked motions judged unchanged): for 'changed / unchanged' protocols.
+    "TABLE4": False,
+    # Notes the codebook adds to a generic column's meaning: {file: {column: note}}.
+    "COLUMN_NOTES": {},
+    # The binary outcome `verdict_rows` gives each judged attacked motion, and its
+    # meaning in the codebook of stimuli.csv.
+    "VERDICT": "judged",
+    "VERDICT_MEANING": "share of its judgements with the protocol's verdict",
+}
+
+
+def instructions_template(kind: str) -> str:
+    """Where a protocol's instructions page lives unless it names another
+    (`INSTRUCTIONS_TEMPLATE`): templates/participant/instructions/<kind>.html."""
+    return f"participant/instructions/{kind}.html"
+
+
+def trial_columns(design: dict, options: list[dict], answer) -> dict:
+    """The protocol-dependent columns of a trial's row in trials.csv: `method` (the attack
+    method of the attacked motion shown) and `chosen_name` (the chosen option's text,
+    for protocols whose options are class labels). A protocol overrides this where its
+    trials mean something else by them."""
+    return {"method": design.get("right_method") or design.get("left_method"), "chosen_name": None}
+
+
+def verdict_rows(trials):
+    """No human verdict per motion (the default): an empty table of the shape that
+    `studies.core.verdicts` joins. A protocol that has one returns one row per judged
+    attacked motion: participant, sample, method and its VERDICT column (bool)."""
+    import pandas as pd
+    return pd.DataFrame({"participant": [], "sample": [], "method": [], OPTIONAL["VERDICT"]: []})

@@ -10,28 +10,35 @@ Records: 'changed' / 'unchanged'. Analysis as for indistinguishability, per meth
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from studies.protocols.base import (ConfigurationError, PoolItem, SampleInfo, TrialSpec, COMMON_DEFAULTS, balanced_conditions,
-                   catch_count, draw_items, shuffled, validate_common)
-from studies.protocols import indistinguishability
-from studies.protocols.indistinguishability import SENSITIVITY
+from studies.protocols import base, indistinguishability
+from studies.protocols.base import (SENSITIVITY, PoolItem, SampleInfo, TrialSpec, balanced_conditions, catch_count,
+                                    draw_items, names, shuffled)
 
 KIND = "comparison"
 TITLE = "Comparison of attacks"
-DEFAULTS = {**COMMON_DEFAULTS, "trials_per_participant": 120, "methods": ["smart", "iaa", "ciasa"]}
+
+
+@dataclass(frozen=True)
+class Parameters(base.Parameters):
+    trials_per_participant: int = 120
+    methods: list[str] = names("smart", "iaa", "ciasa")
+
+
+# Shown, asked, recorded and judged as in indistinguishability.
 PROMPT = indistinguishability.PROMPT
+VIEW_LABELS = indistinguishability.VIEW_LABELS
+INSTRUCTIONS_TEMPLATE = base.instructions_template(indistinguishability.KIND)
 RECORDS = indistinguishability.RECORDS
 BROKEN_VIEW = indistinguishability.BROKEN_VIEW
-
-
-def validate(config: dict) -> dict:
-    out = validate_common(config, DEFAULTS)
-    if not out["methods"]:
-        raise ConfigurationError("methods must name at least one attack method")
-    return out
+TABLE4 = True
+VERDICT = indistinguishability.VERDICT
+VERDICT_MEANING = indistinguishability.VERDICT_MEANING
+verdict_rows = indistinguishability.verdict_rows
 
 
 def pool_items(samples: list[SampleInfo], config: dict) -> list[PoolItem]:

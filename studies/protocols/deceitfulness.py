@@ -12,28 +12,36 @@ per dataset, ground-truth class and method.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
 from studies.core import statistics
-from studies.protocols.base import (ADVERSARIAL, CATCH, ORIGINAL, ConfigurationError, PoolItem, SampleInfo, Shown, TrialSpec,
-                   COMMON_DEFAULTS, analysable, balanced_flags, catch_count, class_name, draw_items, other_label,
-                   shuffled, validate_common)
+from studies.protocols import base
+from studies.protocols.base import (ADVERSARIAL, CATCH, ORIGINAL, PoolItem, SampleInfo, Shown, TrialSpec, analysable,
+                                    balanced_flags, catch_count, class_name, draw_items, names, other_label, shuffled)
 
 KIND = "deceitfulness"
 TITLE = "Deceitfulness"
-DEFAULTS = {**COMMON_DEFAULTS, "trials_per_participant": 100, "methods": ["smart"]}
+
+
+@dataclass(frozen=True)
+class Parameters(base.Parameters):
+    trials_per_participant: int = 100
+    methods: list[str] = names("smart")
+
+
 PROMPT = "Which label best describes the motion?"
 # The paper shows the two labels after the motion, so they cannot steer what is watched.
 OPTIONS_AFTER_PLAYBACK = True
+VIEW_LABELS = ["Motion"]
 RECORDS = {"answer": "value of the chosen label option ('1' or '2', in display order)"}
-
-
-def validate(config: dict) -> dict:
-    out = validate_common(config, DEFAULTS)
-    if not out["methods"]:
-        raise ConfigurationError("methods must name at least one attack method")
-    return out
+COLUMN_NOTES = {"trials.csv": {"truth": "the label shown beside the after-attack one",
+                               "chosen_name": "the class name the participant chose"}}
+# The attack fooled the person: they chose the recognizer's after-attack label.
+VERDICT = "chose_attacked_label"
+VERDICT_MEANING = "share choosing the recognizer's after-attack label"
 
 
 def pool_items(samples: list[SampleInfo], config: dict) -> list[PoolItem]:
@@ -74,6 +82,20 @@ def _label_trial(s: SampleInfo, item: PoolItem, other: int, truth_first: bool, p
                      correct="1" if truth_first else "2",
                      design={"truth": s.label, **design, "truth_first": truth_first},
                      pool_item=item, is_practice=practice)
+
+
+def trial_columns(design: dict, options: list[dict], answer) -> dict:
+    """The chosen option is a class label: trials.csv carries its text (`chosen_name`)."""
+    chosen = next((o["text"] for o in options if o["value"] == answer), None)
+    return {**base.trial_columns(design, options, answer), "chosen_name": chosen}
+
+
+def verdict_rows(trials: pd.DataFrame) -> pd.DataFrame:
+    """One row per answered attacked motion (catch trials show none): fooled when the
+    truth was not chosen."""
+    attacked = trials[trials["answer"].notna() & (trials["condition"] != CATCH)]
+    return pd.DataFrame({"participant": attacked["participant"], "sample": attacked["sample"],
+                         "method": attacked["method"], VERDICT: ~attacked["is_correct"].astype(bool)})
 
 
 def analyse(frame: pd.DataFrame, config: dict) -> dict:

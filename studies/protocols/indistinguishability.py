@@ -17,32 +17,45 @@ whether two motions differ; the yes/no z(H) − z(F) is reported beside it.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
 from studies.core import statistics
 from studies.core.inference import d_prime_same_different
-from studies.protocols.base import (ADVERSARIAL, BROKEN, CATCH, ORIGINAL, ConfigurationError, PoolItem, SampleInfo, Shown, TrialSpec,
-                   COMMON_DEFAULTS, analysable, catch_count, change_options, draw_items, shuffled, validate_common)
+from studies.protocols import base
+from studies.protocols.base import (ADVERSARIAL, BROKEN, CATCH, ORIGINAL, SENSITIVITY, ConfigurationError, PoolItem,
+                                    SampleInfo, Shown, TrialSpec, analysable, catch_count, change_options, draw_items,
+                                    names, shuffled)
 
 KIND = "indistinguishability"
 TITLE = "Indistinguishability"
-SENSITIVITY = "sensitivity"
-DEFAULTS = {**COMMON_DEFAULTS, "trials_per_participant": 100, "methods": ["smart"], "sensitivity_share": 0.5}
+
+
+@dataclass(frozen=True)
+class Parameters(base.Parameters):
+    trials_per_participant: int = 100
+    methods: list[str] = names("smart")
+    # Share of trials that show the original on both sides (the screening trials).
+    sensitivity_share: float = 0.5
+
+    def check(self):
+        super().check()
+        if not 0 < self.sensitivity_share < 1:
+            raise ConfigurationError("sensitivity_share must lie strictly between 0 and 1")
+
+
 PROMPT = "The left motion is the original. Is the right motion a changed version of it?"
+# The participant is told that the left motion is the original.
+VIEW_LABELS = ["Left: original", "Right"]
 RECORDS = {"answer": "'changed' or 'unchanged'"}
 # The handle a catch trial's broken motion is drawn from: ordinary trials show originals
 # on both sides and attacked motions on the right only, so (adversarial, left) is free.
 BROKEN_VIEW = (ADVERSARIAL, "left")
-
-
-def validate(config: dict) -> dict:
-    out = validate_common(config, DEFAULTS)
-    if not out["methods"]:
-        raise ConfigurationError("methods must name at least one attack method")
-    if not 0 < out["sensitivity_share"] < 1:
-        raise ConfigurationError("sensitivity_share must lie strictly between 0 and 1")
-    return out
+TABLE4 = True
+VERDICT = "judged_changed"
+VERDICT_MEANING = "share judging it changed"
 
 
 def pool_items(samples: list[SampleInfo], config: dict) -> list[PoolItem]:
@@ -82,6 +95,15 @@ def build_trials(pool: list[PoolItem], samples: dict[int, SampleInfo], config: d
     attacked = rng.permutation(np.arange(n) >= n_sens)
     trials = [pair_trial(item, samples, bool(a), practice) for item, a in zip(chosen, attacked)]
     return shuffled(trials + [catch_trial(item, samples) for item in catch], rng) if catch else trials
+
+
+def verdict_rows(trials: pd.DataFrame) -> pd.DataFrame:
+    """One row per answered trial with an attacked motion on the right (not the
+    sensitivity or catch trials): judged changed or not."""
+    t = trials[trials["answer"].notna()]
+    attacked = t[(t["right_shows"] == ADVERSARIAL) & ~t["condition"].isin([SENSITIVITY, CATCH])]
+    return pd.DataFrame({"participant": attacked["participant"], "sample": attacked["right_sample"],
+                         "method": attacked["method"], VERDICT: attacked["answer"] == "changed"})
 
 
 def analyse(frame: pd.DataFrame, config: dict) -> dict:

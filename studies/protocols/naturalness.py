@@ -15,34 +15,47 @@ proportions and a binomial test on decisive answers, each method's normalised pr
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from studies.core import statistics
-from studies.protocols.base import (ADVERSARIAL, BROKEN, CATCH, ORIGINAL, ConfigurationError, PoolItem, SampleInfo, Shown, TrialSpec,
-                   COMMON_DEFAULTS, analysable, balanced_flags, catch_count, draw_items, side_options, validate_common)
+from studies.protocols import base
+from studies.protocols.base import (ADVERSARIAL, BROKEN, CATCH, ORIGINAL, ConfigurationError, PoolItem, SampleInfo,
+                                    Shown, TrialSpec, balanced_flags, catch_count, draw_items, names, side_options)
 
 KIND = "naturalness"
 TITLE = "Naturalness"
 PROPOSED = "smart"
 ABLATIONS = ("l2", "l2-acc", "l2-bone")
-DEFAULTS = {**COMMON_DEFAULTS, "trials_per_participant": 100, "repeats": 2,
-            "methods": [PROPOSED, *ABLATIONS]}
+
+
+@dataclass(frozen=True)
+class Parameters(base.Parameters):
+    trials_per_participant: int = 100
+    repeats: int = 2
+    methods: list[str] = names(PROPOSED, *ABLATIONS)
+
+    def check(self):
+        super().check()
+        if PROPOSED not in self.methods or len(set(self.methods) & set(ABLATIONS)) < 2:
+            raise ConfigurationError("naturalness needs smart and at least two of l2, l2-acc, l2-bone in methods")
+
+
 PROMPT = "Which motion looks more natural?"
 RECORDS = {"answer": "'left', 'right' or 'cannot_tell'"}
+COLUMN_NOTES = {"trials.csv": {"condition": "here 'smart-vs-ablation' or 'ablation-vs-ablation'",
+                               "method": "empty here: each trial shows two attacked motions (left_method, "
+                                         "right_method)"}}
 # Each pool item (one motion) gives two trials: one clip use per participant.
 TRIALS_PER_ITEM = 2
 # The handle a catch trial's broken motion is drawn from: ordinary trials show attacked
 # motions only, so the originals' handles are free; (original, left) is the intact one.
 BROKEN_VIEW = (ORIGINAL, "right")
-
-
-def validate(config: dict) -> dict:
-    out = validate_common(config, DEFAULTS)
-    if PROPOSED not in out["methods"] or len(set(out["methods"]) & set(ABLATIONS)) < 2:
-        raise ConfigurationError("naturalness needs smart and at least two of l2, l2-acc, l2-bone in methods")
-    return out
+# One row per motion shown: the one not chosen is the less natural of its pair.
+VERDICT = "judged_less_natural"
+VERDICT_MEANING = "share judging it the less natural of its pair"
 
 
 def pool_items(samples: list[SampleInfo], config: dict) -> list[PoolItem]:
@@ -107,6 +120,22 @@ def _with_catch_trials(trials: list[TrialSpec], catch: list[PoolItem], rng: np.r
     return out
 
 
+def trial_columns(design: dict, options: list[dict], answer) -> dict:
+    """Two attacked motions per trial: no single `method` (left_method, right_method say)."""
+    return {**base.trial_columns(design, options, answer), "method": None}
+
+
+def verdict_rows(trials: pd.DataFrame) -> pd.DataFrame:
+    """Two rows per decisive answer ('cannot tell' left out), one per motion shown: the
+    motion not chosen was judged the less natural."""
+    decisive = trials[trials["answer"].isin(["left", "right"])]
+    left = pd.DataFrame({"participant": decisive["participant"], "sample": decisive["sample"],
+                         "method": decisive["left_method"], VERDICT: decisive["answer"] == "right"})
+    right = pd.DataFrame({"participant": decisive["participant"], "sample": decisive["right_sample"],
+                          "method": decisive["right_method"], VERDICT: decisive["answer"] == "left"})
+    return pd.concat([left, right], ignore_index=True)
+
+
 def analyse(frame: pd.DataFrame, config: dict) -> dict:
     """Per method pair: the answer shares and an exact binomial test on the decisive
     answers, Holm-corrected over the pairs; per method: the share of its comparisons it
@@ -115,7 +144,7 @@ def analyse(frame: pd.DataFrame, config: dict) -> dict:
     decisive = main[main["answer"].isin(["left", "right"])]
     wins = [(r.left_method, r.right_method) if r.answer == "left" else (r.right_method, r.left_method)
             for r in decisive.itertuples()]
-    methods = [m for m in DEFAULTS["methods"] if m in config["methods"]]
+    methods = [m for m in Parameters.defaults()["methods"] if m in config["methods"]]
     preference = []
     for m in methods:
         shown = main[(main["left_method"] == m) | (main["right_method"] == m)]

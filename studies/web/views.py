@@ -20,20 +20,6 @@ from studies.core.payloads import encode_motion
 from studies.core.playback import plan
 
 TOKEN_PLACEHOLDER = "__token__"
-# How each kind labels its viewports (indistinguishability-type studies tell the
-# participant that the left motion is the original).
-VIEW_LABELS = {
-    "deceitfulness": ["Motion"],
-    "naturalness": ["Left", "Right"],
-    "indistinguishability": ["Left: original", "Right"],
-    "comparison": ["Left: original", "Right"],
-}
-INSTRUCTION_TEMPLATES = {
-    "deceitfulness": "participant/instructions/deceitfulness.html",
-    "naturalness": "participant/instructions/naturalness.html",
-    "indistinguishability": "participant/instructions/indistinguishability.html",
-    "comparison": "participant/instructions/indistinguishability.html",
-}
 # Smallest browser window (CSS pixels) in which two motions side by side stay readable.
 MIN_WINDOW = {"width": 900, "height": 520}
 
@@ -54,7 +40,7 @@ def study_page(request, slug):
         "consent_version": study.consent_version,
         "in_series": study.series_entries.exists(),
         "prompt": protocol.PROMPT,
-        "instructions_template": INSTRUCTION_TEMPLATES.get(study.kind, INSTRUCTION_TEMPLATES["deceitfulness"]),
+        "instructions_template": protocol.INSTRUCTIONS_TEMPLATE,
         "page_config": {**page_config(study, config), "test": test, "questionnaire": config["questionnaire"]},
         "total_seconds": config["playback_seconds"] * config["repeats"] * config["slow_motion"],
     })
@@ -126,7 +112,7 @@ def page_config(study: Study, config: dict) -> dict:
         "practice_trials": config["practice_trials"],
         "playback": {"seconds": config["playback_seconds"], "repeats": config["repeats"],
                      "slow_motion": config["slow_motion"], "pause_seconds": config["repeat_pause_seconds"]},
-        "view_labels": VIEW_LABELS.get(study.kind, ["Left", "Right"]),
+        "view_labels": study.protocol.VIEW_LABELS,  # e.g. telling that the left motion is the original
         "min_window": MIN_WINDOW,
         "api": api,
     }

@@ -5,7 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 from attacks.management.commands._options import add_list_option, split_values
 
 from attacks.models import Recognizer
-from studies.assignment import build_pool
+from studies.assignment import build_pool, open_study
 from studies.management.commands._lookup import free_slug
 from studies.models import Study
 from studies.protocols import KINDS, get_protocol
@@ -63,7 +63,7 @@ class Command(BaseCommand):
             study.delete()
             raise CommandError("no adversarial samples match the filters; nothing to show participants")
         if not o["draft"]:
-            study.open()
+            open_study(study)
         self.stdout.write(f"study {study.pk} {study.slug} ({study.kind}, {study.status}): {size} stimuli in the pool, "
                           f"{study.config['trials_per_participant']} trials per participant")
         self.stdout.write(f"participant link: {o['base_url'].rstrip('/')}{study.participant_path()}")
