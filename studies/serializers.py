@@ -1,13 +1,23 @@
 """Validation of what participants send and the shape of what they receive.
 
+Input serializers validate request bodies; output serializers produce every response
+body the views send (`Serializer(data).data`), and the views' `extend_schema` names the
+same classes, so the OpenAPI schema at /api/schema/ is the declaration the bodies are
+built from, not a description written beside them (tests/test_studies_schema.py checks
+real responses against it). Every output field is declared with its type, nested
+objects as serializers of their own, so the schema has no untyped objects to drift in.
+
 Output serializers are built field by field from what a participant may see: no sample
 ids, methods, variants, correct answers or design facts ever enter them.
 """
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from studies.core.participation_config import check_questionnaire_answers
+from studies.core.participation_config import CODED_OUTCOMES, check_questionnaire_answers
+from studies.core.payloads import FORMAT as MOTION_FORMAT
+from studies.models import MotionHandle, Participant, SeriesParticipant, Study
 
 
 EXTERNAL_ID = dict(required=False, allow_blank=True, max_length=64, default="")
@@ -107,11 +117,78 @@ class OptionSerializer(serializers.Serializer):
     text = serializers.CharField()
 
 
+# ---- output: trials and motions ---------------------------------------------------------
+
+class EncodedJSON:
+    """A JSON text placed verbatim into a `views.json_response` body (never decoded and
+    encoded again)."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str):
+        self.text = text
+
+
+class EncodedMotionSerializer(serializers.Serializer):
+    """A motion as `studies.core.payloads.encode_motion` encodes it (decoding: that module)."""
+
+    format = serializers.ChoiceField(choices=[MOTION_FORMAT])
+    shape = serializers.ListField(child=serializers.IntegerField(), min_length=4, max_length=4,
+                                  help_text="(persons, frames, joints, 3)")
+    fps = serializers.FloatField()
+    offset = serializers.ListField(child=serializers.FloatField(), min_length=3, max_length=3,
+                                   help_text="Per axis: position = offset + q * scale")
+    scale = serializers.ListField(child=serializers.FloatField(), min_length=3, max_length=3)
+    data = serializers.CharField(help_text="base64 of the deflated int16 time differences")
+
+
+@extend_schema_field(EncodedMotionSerializer)
+class EncodedMotionField(serializers.Field):
+    """The one output field whose value the serializer does not build: an `EncodedJSON`,
+    the motion's JSON text as the cache holds it, passes through untouched so that
+    `views.json_response` splices the bytes in. A motion is some 30 KB of base64 that
+    would otherwise be decoded and encoded again on every trial served; its shape is
+    still declared here (`EncodedMotionSerializer`), and the schema test validates the
+    spliced motions against it."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("help_text", "Encoded motion, as /api/motions/{key}/ serves it")
+        super().__init__(**kwargs)
+
+    def to_representation(self, value):
+        if isinstance(value, EncodedJSON):
+            return value
+        return EncodedMotionSerializer(value).data
+
+
 class MotionRefSerializer(serializers.Serializer):
-    side = serializers.CharField()
+    side = serializers.ChoiceField(choices=MotionHandle.SIDES)
     key = serializers.CharField()
     url = serializers.CharField()
-    motion = serializers.DictField(required=False, help_text="Encoded motion (see /api/motions/{key}/)")
+    motion = EncodedMotionField(required=False)  # left out with ?embed=0
+
+
+class SkeletonSerializer(serializers.Serializer):
+    num_joints = serializers.IntegerField()
+    bones = serializers.ListField(child=serializers.ListField(child=serializers.IntegerField(), min_length=2,
+                                                              max_length=2),
+                                  help_text="Joint index pairs")
+    up = serializers.CharField(help_text="The vertical axis")
+
+
+class PlaybackPlanSerializer(serializers.Serializer):
+    """A trial's schedule (`studies.core.playback.plan`); lists run per motion, left first."""
+
+    fps = serializers.ListField(child=serializers.FloatField())
+    frames = serializers.ListField(child=serializers.IntegerField())
+    effective_fps = serializers.ListField(child=serializers.FloatField(), help_text="fps / slow_motion")
+    clip_seconds = serializers.FloatField()
+    showings = serializers.IntegerField()
+    pause_seconds = serializers.FloatField()
+    slow_motion = serializers.FloatField()
+    total_seconds = serializers.FloatField()
+    seconds = serializers.FloatField(help_text="The study's playback_seconds")
+    repeats = serializers.IntegerField()
 
 
 class TrialSerializer(serializers.Serializer):
@@ -123,28 +200,38 @@ class TrialSerializer(serializers.Serializer):
     options = OptionSerializer(many=True)
     options_after_playback = serializers.BooleanField(help_text="Show the options only once playback has ended")
     motions = MotionRefSerializer(many=True)
-    skeleton = serializers.DictField()
-    playback = serializers.DictField(help_text="Schedule: fps, frames, clip_seconds, showings, pause_seconds, "
-                                               "slow_motion, total_seconds")
+    skeleton = SkeletonSerializer()
+    playback = PlaybackPlanSerializer()
 
 
 class NextTrialSerializer(serializers.Serializer):
     done = serializers.BooleanField()
-    trial = TrialSerializer(required=False)
-    complete_url = serializers.CharField(required=False)
+    trial = TrialSerializer(required=False, help_text="While trials remain")
+    complete_url = serializers.CharField(required=False, help_text="Once every trial is answered")
+
+
+# ---- output: answers and participations -------------------------------------------------
+
+class FeedbackSerializer(serializers.Serializer):
+    correct = serializers.BooleanField(allow_null=True)
+    expected = serializers.CharField(allow_null=True)
 
 
 class AnswerResultSerializer(serializers.Serializer):
     trial = serializers.CharField()
-    answer = serializers.CharField()
+    answer = serializers.CharField(help_text="The stored answer (the first one, on a repeat)")
     duplicate = serializers.BooleanField()
-    feedback = serializers.DictField(required=False)
+    feedback = FeedbackSerializer(required=False, help_text="Practice trials only")
     remaining = serializers.IntegerField()
+
+
+class AnswerConflictSerializer(AnswerResultSerializer):
+    detail = serializers.CharField()
 
 
 class ParticipationSerializer(serializers.Serializer):
     token = serializers.CharField()
-    status = serializers.CharField()
+    status = serializers.ChoiceField(choices=Participant.STATUS_CHOICES)
     is_test = serializers.BooleanField()
     answered = serializers.IntegerField()
     total = serializers.IntegerField()
@@ -158,19 +245,26 @@ class SeriesNextSerializer(serializers.Serializer):
 
 
 class SeriesProgressSerializer(serializers.Serializer):
-    status = serializers.CharField()
+    status = serializers.ChoiceField(choices=SeriesParticipant.STATUS_CHOICES)
     part = serializers.IntegerField(help_text="1-based position of the current study")
     parts = serializers.IntegerField()
     next = SeriesNextSerializer(required=False, help_text="The next study to take, while the series goes on")
 
 
 class CompletionSerializer(serializers.Serializer):
-    outcome = serializers.ChoiceField(choices=["completed", "screened_out", "timed_out"])
+    outcome = serializers.ChoiceField(choices=list(CODED_OUTCOMES))
     completion_code = serializers.CharField(allow_blank=True, help_text="Blank while a series goes on")
     redirect_url = serializers.CharField(allow_blank=True)
     debrief_text = serializers.CharField(allow_blank=True)
     series = SeriesProgressSerializer(required=False)
 
+
+class CompletionRefusedSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+    remaining = serializers.IntegerField(required=False, help_text="Trials still unanswered, when that is why")
+
+
+# ---- output: before consent --------------------------------------------------------------
 
 class QuestionSerializer(serializers.Serializer):
     name = serializers.CharField()
@@ -190,12 +284,21 @@ class ConsentPublicSerializer(serializers.Serializer):
     start_url = serializers.CharField()
 
 
+class PlaybackSettingsSerializer(serializers.Serializer):
+    """The study-wide settings (each trial's schedule is its `PlaybackPlanSerializer`)."""
+
+    seconds = serializers.FloatField()
+    repeats = serializers.IntegerField()
+    slow_motion = serializers.FloatField()
+    pause_seconds = serializers.FloatField()
+
+
 class StudyPublicSerializer(ConsentPublicSerializer):
-    status = serializers.CharField()
+    status = serializers.ChoiceField(choices=Study.STATUS_CHOICES)
     instructions = serializers.CharField(allow_blank=True)
     trials = serializers.IntegerField()
     practice_trials = serializers.IntegerField()
-    playback = serializers.DictField()
+    playback = PlaybackSettingsSerializer()
 
 
 class SeriesPublicSerializer(ConsentPublicSerializer):
@@ -204,9 +307,19 @@ class SeriesPublicSerializer(ConsentPublicSerializer):
 
 class SeriesParticipationSerializer(serializers.Serializer):
     token = serializers.CharField()
-    status = serializers.CharField()
+    status = serializers.ChoiceField(choices=SeriesParticipant.STATUS_CHOICES)
     part = serializers.IntegerField()
     parts = serializers.IntegerField()
     next = SeriesNextSerializer(required=False)
-    completion_code = serializers.CharField(required=False, allow_blank=True)
+    completion_code = serializers.CharField(required=False, allow_blank=True, help_text="Once the series has ended")
     redirect_url = serializers.CharField(required=False, allow_blank=True)
+
+
+# ---- output: errors ----------------------------------------------------------------------
+
+class ErrorSerializer(serializers.Serializer):
+    """`{"detail": why}`: what the views' own refusals send (a 409), and the shape DRF's
+    exception handler gives the errors it renders (403, 404, 429 and the 400 of a body
+    that is not JSON), so one component documents both."""
+
+    detail = serializers.CharField()

@@ -3,6 +3,14 @@ permissions and serializers judge the request, and call `studies.assignment`.
 
 Participants authenticate with the unguessable token in the URL (no session, so no
 CSRF); researchers use the admin.
+
+Every body is produced by an output serializer of `studies.serializers`, and each view's
+`extend_schema(responses=...)` names that same serializer per status code, so the schema
+cannot say one thing while the view sends another (tests/test_studies_schema.py
+validates real responses against it). The errors DRF raises and renders itself (400,
+403, 404, 429) have the shape `ErrorSerializer` documents, `{"detail": why}`, or a
+validation error's field-by-field messages. The one exception to "the serializer builds
+the bytes" is the embedded motion: see `EncodedMotionField` and `json_response`.
 """
 from __future__ import annotations
 
@@ -15,6 +23,7 @@ from django.core.cache import cache
 from django.http import HttpResponse, HttpResponseNotModified
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import NotFound
@@ -33,11 +42,31 @@ from studies.throttling import ThrottledEarly
 from studies.models import MotionHandle, Participant, SeriesParticipant, Study, StudySeries, Trial
 from studies.core.participation_config import COMPLETED, SCREENED_OUT, consent_version, outcome_exit
 from studies.core.payloads import encode_handle
-from studies.serializers import (AnswerResultSerializer, AnswerSerializer, CompletionSerializer, NextTrialSerializer,
-                          ParticipationSerializer, SeriesParticipationSerializer, SeriesPublicSerializer,
-                          StartParticipationSerializer, StudyPublicSerializer)
+from studies.serializers import (AnswerConflictSerializer, AnswerResultSerializer, AnswerSerializer,
+                                 CompletionRefusedSerializer, CompletionSerializer, EncodedJSON,
+                                 EncodedMotionSerializer, ErrorSerializer, NextTrialSerializer,
+                                 ParticipationSerializer, SeriesParticipationSerializer, SeriesPublicSerializer,
+                                 StartParticipationSerializer, StudyPublicSerializer)
 
 MOTION_MAX_AGE = 7 * 24 * 3600
+
+# The errors DRF raises and renders itself, declared per view with `errors(...)`.
+ERRORS = {
+    400: OpenApiResponse(OpenApiTypes.OBJECT, description="A body that is not JSON (`detail`), or per field "
+                                                          "what is wrong with it (the input serializer's errors)"),
+    403: OpenApiResponse(ErrorSerializer, description="Refused by a permission (`detail` says which rule)"),
+    404: OpenApiResponse(ErrorSerializer, description="No such study, series, participation, trial or motion"),
+    429: OpenApiResponse(ErrorSerializer, description="Rate limited (see the Retry-After header)"),
+}
+
+
+def errors(*codes: int) -> dict:
+    return {code: ERRORS[code] for code in codes}
+
+
+def respond(serializer_class, data, code: int = status.HTTP_200_OK) -> ApiResponse:
+    """`data` as `serializer_class` renders it: the body the schema declares for `code`."""
+    return ApiResponse(serializer_class(data).data, status=code)
 
 
 class ParticipantView(ThrottledEarly, APIView):
@@ -71,16 +100,17 @@ class ParticipantView(ThrottledEarly, APIView):
 class StudyDetail(ThrottledEarly, APIView):
     authentication_classes = []
 
-    @extend_schema(responses=StudyPublicSerializer, summary="What a participant sees before consenting")
+    @extend_schema(responses={200: StudyPublicSerializer, **errors(404, 429)},
+                   summary="What a participant sees before consenting")
     def get(self, request, slug):
         study = get_object_or_404(Study, slug=slug)
         config = study.config
-        return ApiResponse(StudyPublicSerializer({
+        return respond(StudyPublicSerializer, {
             "slug": study.slug, "name": study.name, "status": study.status, **consent_facts(config),
             "instructions": config["instructions"],
             "trials": config["trials_per_participant"], "practice_trials": config["practice_trials"],
             "playback": playback_settings(config),
-            "start_url": reverse("studies:start", args=[study.slug])}).data)
+            "start_url": reverse("studies:start", args=[study.slug])})
 
 
 class StartParticipation(ThrottledEarly, APIView):
@@ -92,6 +122,7 @@ class StartParticipation(ThrottledEarly, APIView):
     parser_classes = [JSONParser]
     permission_classes = [permissions.StudyIsOpen, permissions.StaffOnlyTest]
     newcomer_permissions = [permissions.StudyTakesNewcomers, permissions.StudyHasRoom]
+    state_serializer = ParticipationSerializer  # what `resume_or_start` returns
 
     def initial(self, request, *args, **kwargs):
         self.check_throttles(request)
@@ -110,8 +141,9 @@ class StartParticipation(ThrottledEarly, APIView):
 
     @extend_schema(request=StartParticipationSerializer,
                    responses={201: ParticipationSerializer, 200: ParticipationSerializer,
-                              409: OpenApiResponse(description="the PROLIFIC_PID has a participation this request "
-                                                               "does not prove to continue")},
+                              409: OpenApiResponse(ErrorSerializer, description="the PROLIFIC_PID has a "
+                                                   "participation this request does not prove to continue"),
+                              **errors(400, 403, 404, 429)},
                    summary="Give consent and start (or resume, with the same SESSION_ID or resume token) a "
                            "participation")
     def post(self, request, slug):
@@ -126,8 +158,8 @@ class StartParticipation(ThrottledEarly, APIView):
         try:
             body, created = self.resume_or_start(data, ids)
         except (assignment.ParticipationConflict, assignment.SeriesError) as e:
-            return ApiResponse({"detail": str(e)}, status=status.HTTP_409_CONFLICT)
-        return ApiResponse(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+            return respond(ErrorSerializer, {"detail": str(e)}, status.HTTP_409_CONFLICT)
+        return respond(self.state_serializer, body, status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
     def resume_or_start(self, data, ids) -> tuple[dict, bool]:
         v = data.validated_data
@@ -151,11 +183,11 @@ class StartParticipation(ThrottledEarly, APIView):
 
 
 class ParticipationDetail(ParticipantView):
-    @extend_schema(responses=ParticipationSerializer, summary="Progress of a participation")
+    @extend_schema(responses={200: ParticipationSerializer, **errors(404, 429)}, summary="Progress of a participation")
     def get(self, request, token):
-        return ApiResponse(participation_state(self.participant))
+        return respond(ParticipationSerializer, participation_state(self.participant))
 
-    @extend_schema(request=None, responses={204: None},
+    @extend_schema(request=None, responses={204: None, **errors(404, 429)},
                    summary="Withdraw: delete this participation and its answers (a series' whole participation)")
     def delete(self, request, token):
         assignment.withdraw(self.participant)
@@ -166,7 +198,7 @@ class NextTrial(ParticipantView):
     permission_classes = [permissions.StudyIsOpen, permissions.ParticipationIsLive]
 
     @extend_schema(
-        responses=NextTrialSerializer,
+        responses={200: NextTrialSerializer, **errors(403, 404, 429)},
         parameters=[OpenApiParameter("embed", str, description="'0' to leave the motion data out (fetch the "
                                                                "cacheable motion URLs instead)")],
         summary="The first unanswered trial: what to show and ask (a refreshed page resumes here)")
@@ -174,20 +206,24 @@ class NextTrial(ParticipantView):
         assignment.touch(self.participant, config=self.study.config)
         trial = assignment.current_trial(self.participant)
         if trial is None:
-            return ApiResponse({"done": True, "complete_url": reverse("studies:complete", args=[token])})
+            return respond(NextTrialSerializer,
+                           {"done": True, "complete_url": reverse("studies:complete", args=[token])})
         embed = request.query_params.get("embed", "1") != "0"
         payload = trial_payload(trial, self.study, self.participant.num_trials, embed)
         assignment.mark_served(trial, payload["playback"])
         # The embedded motions go out as the cache holds them (never decoded and encoded again).
-        return json_response({"done": False, "trial": payload})
+        return json_response(NextTrialSerializer({"done": False, "trial": payload}).data)
 
 
 class SubmitAnswer(ParticipantView):
     permission_classes = [permissions.StudyIsOpen, permissions.ParticipationIsLive,
                           permissions.OwnsTrial, permissions.TrialReached]
 
-    @extend_schema(request=AnswerSerializer, responses={201: AnswerResultSerializer, 200: AnswerResultSerializer,
-                                                        409: OpenApiResponse(description="already answered differently")},
+    @extend_schema(request=AnswerSerializer,
+                   responses={201: AnswerResultSerializer, 200: AnswerResultSerializer,
+                              409: OpenApiResponse(AnswerConflictSerializer, description="already answered "
+                                                   "differently: the stored answer is kept"),
+                              **errors(400, 403, 404, 429)},
                    summary="Store the answer to one trial (a repeat returns the stored answer)")
     def post(self, request, token):
         key = request.data.get("trial") if isinstance(request.data, dict) else None
@@ -213,8 +249,8 @@ class SubmitAnswer(ParticipantView):
                                 "expected": trial.correct or None}
         if not created and response.answer != v["answer"]:
             body["detail"] = "This trial was already answered; the first answer is kept."
-            return ApiResponse(body, status=status.HTTP_409_CONFLICT)
-        return ApiResponse(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+            return respond(AnswerConflictSerializer, body, status.HTTP_409_CONFLICT)
+        return respond(AnswerResultSerializer, body, status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
 class CompleteParticipation(ParticipantView):
@@ -222,29 +258,38 @@ class CompleteParticipation(ParticipantView):
     abandoned participation that can no longer continue), or in a series the next study."""
 
     @extend_schema(request=None, responses={200: CompletionSerializer,
-                                            409: OpenApiResponse(description="trials still unanswered, or the "
-                                                                             "series' next study is not running")},
+                                            409: OpenApiResponse(CompletionRefusedSerializer,
+                                                                 description="trials still unanswered, or the "
+                                                                             "series' next study is not running"),
+                                            **errors(404, 429)},
                    summary="Finish: the outcome's completion code and redirect, once every answer is stored")
     def post(self, request, token):
         answered, total = self.progress()
         if answered < total and self.participant.status != Participant.ABANDONED:
-            return ApiResponse({"detail": f"{total - answered} trials are still unanswered.",
-                                "remaining": total - answered}, status=status.HTTP_409_CONFLICT)
+            return respond(CompletionRefusedSerializer, {"detail": f"{total - answered} trials are still unanswered.",
+                                                         "remaining": total - answered}, status.HTTP_409_CONFLICT)
         if answered >= total:
             assignment.complete(self.participant)
         # Still abandoned here means the study no longer takes it back: it timed out.
         try:
-            return ApiResponse(completion_body(self.participant))
+            return respond(CompletionSerializer, completion_body(self.participant))
         except assignment.SeriesError as e:
-            return ApiResponse({"detail": str(e)}, status=status.HTTP_409_CONFLICT)
+            return respond(CompletionRefusedSerializer, {"detail": str(e)}, status.HTTP_409_CONFLICT)
 
 
 class MotionDetail(ThrottledEarly, APIView):
-    """One motion by its opaque key; immutable, so cached by browsers and proxies."""
+    """One motion by its opaque key; immutable, so cached by browsers and proxies.
+
+    The body is the cached encoded JSON text itself (`motion_json`), the same bytes a
+    trial embeds: the exception to serializing through the output serializer, for the
+    same reason (`EncodedMotionField`); `EncodedMotionSerializer` declares it and the
+    schema test validates it."""
 
     authentication_classes = []
 
-    @extend_schema(responses={200: OpenApiResponse(description="encoded motion (studies.core.payloads)")},
+    @extend_schema(responses={200: EncodedMotionSerializer,
+                              304: OpenApiResponse(description="Not modified (If-None-Match matched the ETag)"),
+                              **errors(404, 429)},
                    summary="A motion to play, by opaque key (cacheable, ETag)")
     def get(self, request, key):
         etag = f'"{hashlib.sha256(key.encode()).hexdigest()[:20]}"'
@@ -292,18 +337,13 @@ def _motion_body(key: str) -> str:
     return body
 
 
-class EncodedJSON:
-    """A JSON text placed verbatim into a `json_response` body."""
-
-    __slots__ = ("text",)
-
-    def __init__(self, text: str):
-        self.text = text
-
-
 def json_response(data, status: int = 200) -> HttpResponse:
     """`data` as a JSON response (compact, UTF-8, as DRF renders it), with every
-    `EncodedJSON` inside it spliced in as it is instead of decoded and encoded again."""
+    `EncodedJSON` inside it spliced in as it is instead of decoded and encoded again.
+
+    `data` is an output serializer's `.data` (the next trial's), whose
+    `EncodedMotionField`s passed their `EncodedJSON` through: the serializer decides
+    every key and value, this only writes the motions' bytes where it left them."""
     texts = []
     marker = secrets.token_hex(8)  # unguessable, so no string in `data` can collide with it
 
@@ -337,8 +377,8 @@ def playback_settings(config: dict) -> dict:
 
 
 def trial_payload(trial: Trial, study: Study, total: int, embed: bool) -> dict:
-    """What the browser gets for a trial. Embedded motions are `EncodedJSON` (render
-    with `json_response`)."""
+    """What the browser gets for a trial, for `TrialSerializer`. Embedded motions are
+    `EncodedJSON` (render the serializer's data with `json_response`)."""
     motions = []
     shapes = []
     for side, handle in (("left", trial.left), ("right", trial.right)):
@@ -412,13 +452,14 @@ def series_progress(sp: SeriesParticipant) -> dict:
 class SeriesDetail(ThrottledEarly, APIView):
     authentication_classes = []
 
-    @extend_schema(responses=SeriesPublicSerializer, summary="What a participant sees before consenting to a series")
+    @extend_schema(responses={200: SeriesPublicSerializer, **errors(404, 429)},
+                   summary="What a participant sees before consenting to a series")
     def get(self, request, slug):
         series = get_object_or_404(StudySeries, slug=slug)
         config = series.config
-        return ApiResponse(SeriesPublicSerializer({
+        return respond(SeriesPublicSerializer, {
             "slug": series.slug, "name": series.name, "parts": series.entries.count(), **consent_facts(config),
-            "start_url": reverse("studies:series_start", args=[series.slug])}).data)
+            "start_url": reverse("studies:series_start", args=[series.slug])})
 
 
 class StartSeries(StartParticipation):
@@ -427,6 +468,7 @@ class StartSeries(StartParticipation):
     newcomers and have room."""
 
     permission_classes = [permissions.StaffOnlyTest]
+    state_serializer = SeriesParticipationSerializer
 
     def load(self, slug):
         self.series = StudySeries.objects.filter(slug=slug).first()
@@ -436,7 +478,9 @@ class StartSeries(StartParticipation):
 
     @extend_schema(request=StartParticipationSerializer,
                    responses={201: SeriesParticipationSerializer, 200: SeriesParticipationSerializer,
-                              409: OpenApiResponse(description="PROLIFIC_PID taken, or a study is not running")},
+                              409: OpenApiResponse(ErrorSerializer, description="PROLIFIC_PID taken, or a study is "
+                                                                                "not running"),
+                              **errors(400, 403, 404, 429)},
                    summary="Give consent once and start (or resume) a series")
     def post(self, request, slug):
         return super().post(request, slug)
@@ -477,16 +521,18 @@ class SeriesParticipationDetail(ThrottledEarly, APIView):
             raise NotFound("No series participation with this token.")
         super().initial(request, *args, **kwargs)
 
-    @extend_schema(responses={200: SeriesParticipationSerializer, 409: OpenApiResponse(description="next study "
-                                                                                                   "not running")},
+    @extend_schema(responses={200: SeriesParticipationSerializer,
+                              409: OpenApiResponse(ErrorSerializer, description="next study not running"),
+                              **errors(404, 429)},
                    summary="Progress of a series participation (the current study's token in `next`)")
     def get(self, request, token):
         try:
-            return ApiResponse(series_state(self.sp))
+            return respond(SeriesParticipationSerializer, series_state(self.sp))
         except assignment.SeriesError as e:
-            return ApiResponse({"detail": str(e)}, status=status.HTTP_409_CONFLICT)
+            return respond(ErrorSerializer, {"detail": str(e)}, status.HTTP_409_CONFLICT)
 
-    @extend_schema(request=None, responses={204: None}, summary="Withdraw from the series: delete all its data")
+    @extend_schema(request=None, responses={204: None, **errors(404, 429)},
+                   summary="Withdraw from the series: delete all its data")
     def delete(self, request, token):
         first = self.sp.participations.first()
         if first is not None:

@@ -114,6 +114,13 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "SMART study portal API",
     "DESCRIPTION": "Participant-facing API of the perceptual studies on adversarial skeletal motions.",
     "VERSION": "1.0.0",
+    # Three different `status` choice sets appear in the participant API's bodies: named
+    # here, else drf-spectacular names them after a hash of their values.
+    "ENUM_NAME_OVERRIDES": {
+        "StudyStatusEnum": "studies.models.Study.STATUS_CHOICES",
+        "ParticipationStatusEnum": "studies.models.Participant.STATUS_CHOICES",
+        "SeriesStatusEnum": "studies.models.SeriesParticipant.STATUS_CHOICES",
+    },
 }
 
 # ---- production: selected by DEBUG being off ------------------------------------------------
