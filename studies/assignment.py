@@ -165,14 +165,17 @@ def start_participation(study: Study, *, prolific_pid: str = "", prolific_study_
                         prolific_session_id: str = "", browser: dict | None = None,
                         screen: dict | None = None, resume_token: str = "", is_test: bool = False,
                         is_simulated: bool = False, questionnaire: dict | None = None,
-                        series_participant=None) -> tuple[Participant, bool]:
+                        series_participant=None, seed: int | None = None) -> tuple[Participant, bool]:
     """A new participant with their whole trial list decided and stored (practice
     first), or the existing participation this request proves to continue (see
     `find_resumable`). Returns (participant, created).
 
     Test participations (researcher previews) and simulated ones take no stimulus usage,
     so they never change what real participants are shown; a series' participation carries the
-    series' consent instead of the study's."""
+    series' consent instead of the study's. `seed` fixes the participant's draws (trial
+    order, counterbalancing); None, as for every real participant, draws it from `secrets`,
+    so nobody can predict another's list. Simulations pass one so a simulated study is
+    reproducible from its seed."""
     existing = existing_participation(study.participants, prolific_pid, prolific_session_id, resume_token)
     if existing is not None:
         _check_same_series(existing, series_participant)
@@ -180,7 +183,7 @@ def start_participation(study: Study, *, prolific_pid: str = "", prolific_study_
     release_abandoned(study)
     build_pool(study)
     config = study.config
-    seed = secrets.randbits(62)
+    seed = secrets.randbits(62) if seed is None else int(seed)
     consent = series_participant
     try:
         with transaction.atomic():

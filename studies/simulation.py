@@ -97,11 +97,13 @@ def simulate(study: Study, n: int, policy: Policy, seed: int = 0, response_ms: i
         skills = rng.beta(policy.rate * spread, (1 - policy.rate) * spread, size=n)
     else:
         skills = np.ones(n)
+    # Their trial lists come from a stream of their own, so the answers' stream is untouched.
+    participant_seeds = np.random.default_rng([seed, 1]).integers(2**62, size=n)
     people = []
-    for skill in skills:
+    for skill, seed_of_participant in zip(skills, participant_seeds):
         participant, _ = assignment.start_participation(
             study, prolific_pid=f"SIM-{secrets.token_hex(6)}", browser={"simulated": policy.kind},
-            is_simulated=True)
+            is_simulated=True, seed=int(seed_of_participant))
         ids = set(participant.trials.values_list("left__sample_id", flat=True)) | \
             set(participant.trials.exclude(right=None).values_list("right__sample_id", flat=True))
         metrics = dict(AdversarialSample.objects.filter(id__in=ids).values_list("id", "acceleration_deviation"))

@@ -128,3 +128,25 @@ def test_admin_report_shows_simulated_participants_only_when_asked(client):
     assert "simulated-banner" not in real and "No answers yet." in real
     sim = client.get(url + "?simulated=1").content.decode()
     assert "simulated-banner" in sim and "<h2>table4</h2>" in sim and "data:image/png;base64" in sim
+
+
+def test_a_simulation_is_reproducible_from_its_seed_real_participants_are_not():
+    """Simulated participants draw their trial lists from the simulation's seed, so the same
+    seed gives the same designs and answers (a power analysis can be rerun); a real
+    participant's seed stays unpredictable."""
+    from studies import assignment
+    make_samples(num_clips=16, methods=("smart", "l2", "l2-acc", "l2-bone"))
+    made = iter(range(10))
+
+    def designs(seed):
+        study = make_study("naturalness", slug=f"nat-{next(made)}", trials_per_participant=8, practice_trials=0)
+        people = simulate(study, 3, parse_policy("noisy:0.2"), seed=seed)
+        return [[(t.left.sample_id, t.right.sample_id if t.right else None, t.response.answer)
+                 for t in p.trials.order_by("position")] for p in people]
+
+    first = designs(7)
+    assert designs(7) == first and designs(8) != first
+    study = make_study("naturalness", slug="nat-real", trials_per_participant=8, practice_trials=0)
+    a, _ = assignment.start_participation(study, prolific_pid="REAL-A")
+    b, _ = assignment.start_participation(study, prolific_pid="REAL-B")
+    assert a.seed != b.seed

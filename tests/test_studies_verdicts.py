@@ -81,3 +81,24 @@ def test_too_few_answers_give_empty_tables_not_errors():
     rows, metrics = simulated_study(people=2, per_person=3, stimuli=10)
     result = verdicts.verdict_models(verdicts.join_metrics(rows, metrics), "judged_changed")
     assert result["univariate"] == [] and result["joint"] == [] and result["judgements"] == 6
+
+
+def test_a_diverging_exchangeable_fit_falls_back_to_independence_and_says_so():
+    """Recorded answers of a simulated naturalness study on which the exchangeable GEE
+    diverges (NaN coefficients): the verdict comes from the independence working correlation
+    (robust errors), finite and in the simulated direction, and the row names the choice."""
+    from pathlib import Path
+    recorded = pd.read_csv(Path(__file__).parent / "data" / "gee_exchangeable_diverges.csv", comment="#")
+    joined = pd.DataFrame({"participant": recorded["participant"], "judged": recorded["y"],
+                           **{m: recorded["x"] if m == "acceleration_deviation" else 1.0 for m in verdicts.METRICS}})
+    out = verdicts.verdict_models(joined, "judged")
+    (row,) = out["univariate"]
+    assert row["working_correlation"] == "independence"
+    assert np.isfinite([row["coefficient"], row["se"], row["p"]]).all()
+    assert row["odds_ratio"] > 2 and row["low"] < row["odds_ratio"] < row["high"] and row["p"] < 1e-4
+    # an ordinary study keeps the exchangeable fit
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=400)
+    ok = pd.DataFrame({"participant": np.repeat(np.arange(20), 20), "judged": (rng.random(400) < 1 / (1 + np.exp(-x))),
+                       **{m: x if m == "acceleration_deviation" else 1.0 for m in verdicts.METRICS}})
+    assert verdicts.verdict_models(ok, "judged")["univariate"][0]["working_correlation"] == "exchangeable"
