@@ -7,7 +7,6 @@ trained on and map adversarial motions back to world units.
 """
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -243,7 +242,3 @@ def load_model(record: Recognizer, device="cpu") -> torch.nn.Module:
         raise RecognitionError(f"checkpoint of {record.name!r} is missing: {path}")
     load_best(model, path.parent)
     return model.to(device).eval()
-
-
-def delete_training_files(name: str):
-    shutil.rmtree(recognizer_dir(name), ignore_errors=True)
