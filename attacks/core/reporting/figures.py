@@ -1,13 +1,17 @@
-"""Static pictures of motions for admin and reports (matplotlib, no display needed)."""
+"""Static pictures for admin and reports, and the one way every figure is written.
+
+matplotlib runs on its file-only Agg backend (servers and CI have no display) and is
+imported on first use, so training, attack workers and the web process load it only
+when they draw. Every figure of the project, of the attack backend and of the studies,
+is laid out, written and closed by `save_figure` (a file) or `figure_png` (bytes), so a
+figure is never left open to leak memory in a long-running process.
+"""
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
 
 PERSON_COLOURS = ("#1f5fa8", "#c0392b", "#2e8b57", "#8e44ad")
 
@@ -26,7 +30,7 @@ def stick_figure_strip(motion: np.ndarray, skeleton, num_panels: int = 6, overla
     pts = pts[np.abs(pts).sum(1) > 0] if (np.abs(pts).sum(1) > 0).any() else pts
     lo, hi = pts.min(0), pts.max(0)
     pad = 0.1 * max(hi[1] - lo[1], hi[0] - lo[0], 1e-3)
-    fig, axes = plt.subplots(1, len(frames), figsize=(size * len(frames), size * 1.4), squeeze=False)
+    fig, axes = pyplot().subplots(1, len(frames), figsize=(size * len(frames), size * 1.4), squeeze=False)
     for ax, f in zip(axes[0], frames):
         for p in present:
             _draw(ax, motion[p, f], skeleton, PERSON_COLOURS[p % len(PERSON_COLOURS)])
@@ -37,10 +41,33 @@ def stick_figure_strip(motion: np.ndarray, skeleton, num_panels: int = 6, overla
         ax.set_aspect("equal")
         ax.set_title(f"frame {f}", fontsize=7)
         ax.axis("off")
+    return figure_png(fig, dpi=80)
+
+
+def pyplot():
+    """matplotlib.pyplot on the Agg backend, imported on first use."""
+    import matplotlib
+    matplotlib.use("Agg")  # files only; never open a window (servers, CI)
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def save_figure(fig, path, dpi: int = 120) -> Path:
+    """Lay the figure out, write it to `path` (creating its folder) and close it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    pyplot().close(fig)
+    return path
+
+
+def figure_png(fig, dpi: int = 100) -> bytes:
+    """Lay the figure out, render it as PNG bytes (for an HTTP response or an admin page) and close it."""
     fig.tight_layout()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80)
-    plt.close(fig)
+    fig.savefig(buf, format="png", dpi=dpi)
+    pyplot().close(fig)
     return buf.getvalue()
 
 

@@ -26,6 +26,7 @@ import pandas as pd  # noqa: E402
 from statsmodels.stats.proportion import proportion_confint  # noqa: E402
 
 from attacks.core.reporting import tables as reports  # noqa: E402
+from attacks.core.reporting.figures import save_figure  # noqa: E402
 
 REFERENCE_METHOD = "smart"
 BASELINES = ("smart", "iaa", "ciasa")
@@ -274,8 +275,7 @@ def success_curve_figure(curves: pd.DataFrame, recognizer: str, path) -> Path:
     ax.set_ylim(0, 102)
     ax.set_title(f"{recognizer}: success against iteration", fontsize=9)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    return reports._save(fig, path)
+    return save_figure(fig, path, dpi=110)
 
 
 def budget_sweep_figure(sweep: pd.DataFrame, recognizer: str, path) -> Path:
@@ -297,5 +297,4 @@ def budget_sweep_figure(sweep: pd.DataFrame, recognizer: str, path) -> Path:
         ax.set_ylim(0, 102)
         ax.legend(fontsize=7)
     fig.suptitle(f"{recognizer}: success against budget (circled: calibrated)", fontsize=9)
-    fig.tight_layout()
-    return reports._save(fig, path)
+    return save_figure(fig, path, dpi=110)

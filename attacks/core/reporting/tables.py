@@ -37,6 +37,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from attacks.core.reporting.figures import save_figure  # noqa: E402
+
 METRICS = ("mean_displacement", "max_displacement", "linf_displacement", "bone_length_error", "velocity_deviation",
            "acceleration_deviation", "jerk_deviation")
 METHOD_ORDER = ("smart", "iaa", "ciasa", "l2", "l2-acc", "l2-bone")
@@ -378,8 +380,7 @@ def correlation_heatmap(matrix: np.ndarray, joint_names, title: str, path, kind:
     ax.set_xlabel(f"{second} of joint")
     ax.set_title(title, fontsize=9)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="Pearson r")
-    fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path, dpi=110)
 
 
 def success_bar_chart(long: pd.DataFrame, path, title: str = "Success rate per recognizer and attack") -> Path:
@@ -403,8 +404,7 @@ def success_bar_chart(long: pd.DataFrame, path, title: str = "Success rate per r
     ax.set_title(title, fontsize=9)
     if attacks:
         ax.legend(fontsize=7, ncols=len(attacks), loc="upper center", bbox_to_anchor=(0.5, -0.25))
-    fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path, dpi=110)
 
 
 # --------------------------------------------------------------------------- output
@@ -615,11 +615,3 @@ def _json_value(v):
     if isinstance(v, pd.Timestamp):
         return v.isoformat()
     return v
-
-
-def _save(fig, path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path

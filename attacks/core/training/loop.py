@@ -25,8 +25,9 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from attacks.core.training.evaluation import _pyplot, _save, confusion_matrix_figure, predict_logits  # noqa: F401
 from attacks.core.motion import to_model_input
+from attacks.core.reporting.figures import pyplot, save_figure
+from attacks.core.training.evaluation import predict_logits
 
 LAST_CHECKPOINT = "last.pt"
 BEST_CHECKPOINT = "best.pt"
@@ -244,7 +245,7 @@ def load_best(model: torch.nn.Module, checkpoint_dir) -> dict:
 
 def learning_curve_figure(history: list[dict], path, title: str | None = None) -> Path:
     """Save loss and accuracy per epoch (train vs validation) side by side; the best epoch marked."""
-    plt = _pyplot()
+    plt = pyplot()
     epochs = [r["epoch"] for r in history]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
     for ax, key in ((ax_loss, "loss"), (ax_acc, "acc")):
@@ -261,8 +262,7 @@ def learning_curve_figure(history: list[dict], path, title: str | None = None) -
     ax_acc.legend(loc="lower right")
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # --- the loop's parts ---------------------------------------------------------------
