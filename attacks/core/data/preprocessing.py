@@ -57,6 +57,7 @@ import copy
 import numpy as np
 
 from attacks.core.data.readers.base import RawClip
+from attacks.core.data.readers.kinematics import axis_rotation
 
 PROTOCOLS = ("raw", "smart", "ntu")
 
@@ -220,7 +221,7 @@ def _centre_and_yaw(first_frames, skeleton):
     angle = np.arctan2(-lateral[:, 2], -lateral[:, 0])
     degenerate = np.hypot(lateral[:, 0], lateral[:, 2]) < 1e-9
     angle = np.where(degenerate, 0.0, angle)
-    return centre, _rotation_y(angle), angle
+    return centre, axis_rotation(angle, "y"), angle
 
 
 def _lateral(frame, skeleton):
@@ -302,7 +303,7 @@ def _spine_up_shoulders_x(frame, skeleton):
     if np.hypot(right_minus_left[0], right_minus_left[2]) < 1e-9:
         return tilt
     angle = np.arctan2(-right_minus_left[2], -right_minus_left[0])
-    return _rotation_y(np.array([angle]))[0] @ tilt
+    return axis_rotation(angle, "y") @ tilt
 
 
 def _minimal_rotation(vector, target):
@@ -335,13 +336,6 @@ def _repeat_to_length(frames, length):
 
 
 # ---- shared geometry -----------------------------------------------------------------
-
-def _rotation_y(angle):
-    """(K,) angles -> (K, 3, 3) right-handed rotations about +y."""
-    c, s = np.cos(angle), np.sin(angle)
-    z, o = np.zeros_like(angle), np.ones_like(angle)
-    return np.stack([np.stack([c, z, s], -1), np.stack([z, o, z], -1), np.stack([-s, z, c], -1)], -2)
-
 
 def _rigid(windows, centre, rotation):
     """rotation @ (x - centre) per window, (W, M, T, V, 3); absent persons stay zero."""
