@@ -12,6 +12,8 @@ import json
 import numpy as np
 from django.db import models
 
+from attacks.core.data import preprocessing, readers
+from attacks.core.data.labels import label_name
 from attacks.core.skeletons import Skeleton
 
 
@@ -24,8 +26,8 @@ def motion_from_bytes(data: bytes, shape) -> np.ndarray:
 
 
 class Dataset(models.Model):
-    FORMATS = [(f, f) for f in ("ntu", "bvh", "amc", "gtu", "npz", "synthetic")]
-    PROTOCOLS = [("raw", "raw"), ("smart", "smart"), ("ntu", "ntu")]
+    FORMATS = [(f, f) for f in readers.FORMATS]
+    PROTOCOLS = [(p, p) for p in preprocessing.PROTOCOLS]
 
     name = models.SlugField(max_length=100, unique=True)
     format = models.CharField(max_length=20, choices=FORMATS)
@@ -80,8 +82,7 @@ class Clip(models.Model):
 
     @property
     def label_name(self) -> str:
-        names = self.dataset.class_names
-        return names[self.label] if self.label < len(names) else str(self.label)
+        return label_name(self.dataset.class_names, self.label)
 
     @property
     def shape(self):

@@ -66,15 +66,20 @@ PROTOCOLS = ("raw", "smart", "ntu")
 
 def apply_protocol(clips: list[RawClip], protocol: str, skeleton, **options) -> tuple[list[RawClip], dict]:
     """Apply an import protocol to reader output; returns (clips, dataset-level stats)."""
+    check_protocol(protocol)
     if protocol == "raw":
         if options:
             raise ValueError(f"protocol 'raw' takes no options, got {sorted(options)}")
         return list(clips), {}
     if protocol == "smart":
         return _smart(clips, skeleton, **options)
-    if protocol == "ntu":
-        return _ntu(clips, skeleton, **options)
-    raise ValueError(f"unknown protocol {protocol!r}: choose one of {', '.join(PROTOCOLS)}")
+    return _ntu(clips, skeleton, **options)
+
+
+def check_protocol(protocol: str) -> None:
+    """Refuse a protocol name that is not one of `PROTOCOLS`, listing the ones there are."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}: choose one of {', '.join(PROTOCOLS)}")
 
 
 def to_world(motion: np.ndarray, world_meta: dict | None, crop: bool = True) -> np.ndarray:

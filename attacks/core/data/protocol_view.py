@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from attacks.core.data.preprocessing import PROTOCOLS, to_fixed_length
+from attacks.core.data.preprocessing import check_protocol, to_fixed_length
 
 
 @dataclass
@@ -66,7 +66,7 @@ def recognizer_inputs(motions, protocol: str, skeleton, num_frames: int, num_per
 
 def fixed_length(motions, protocol: str, num_frames: int, num_persons: int) -> np.ndarray:
     """World-unit motions -> (N, num_persons, num_frames, V, 3) float32, still in world units."""
-    _check(protocol)
+    check_protocol(protocol)
     motions = [np.asarray(m, dtype=np.float32) for m in motions]
     if protocol != "ntu":
         return to_fixed_length(motions, num_frames, num_persons)
@@ -85,7 +85,7 @@ def frame_rates(protocol: str, fps, lengths, num_frames: int) -> np.ndarray:
 
 def normalise(x: torch.Tensor, protocol: str, skeleton) -> torch.Tensor:
     """(N, M, T, V, 3) world -> normalised, per sample and differentiable in `x`."""
-    _check(protocol)
+    check_protocol(protocol)
     present = x.detach().ne(0).flatten(2).any(dim=2)[:, :, None, None, None]  # (N, M, 1, 1, 1)
     if protocol == "ntu":
         centre = x[:, :1, :, skeleton.center_joint][:, :, :, None, :]  # (N, 1, T, 1, 3), per frame
@@ -193,8 +193,3 @@ def _cyclic(motion: np.ndarray, num_frames: int, num_persons: int) -> np.ndarray
         if len(frames):
             out[m] = frames[np.arange(num_frames) % len(frames)]
     return out
-
-
-def _check(protocol):
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"unknown protocol {protocol!r}: choose one of {', '.join(PROTOCOLS)}")

@@ -1,5 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
+from attacks.core.methods import STRATEGIES
 from attacks.services.calibration import BUDGET_PARAMETER, calibrate_budget, default_reference, sweep_budget
 from attacks.models import GenerationRun
 from attacks.services.recognition import RecognitionError
@@ -18,7 +19,7 @@ class Command(BaseCommand):
         add_list_option(parser, "--method", default=None, help="Methods to calibrate (default iaa and ciasa)")
         parser.add_argument("--reference", type=int, metavar="RUN_ID",
                             help="Run whose success to match (default: the recognizer's SMART run of --strategy)")
-        parser.add_argument("--strategy", default="ab", choices=["ab", "abn", "sa"])
+        parser.add_argument("--strategy", default="ab", choices=STRATEGIES)
         parser.add_argument("--tolerance", type=float, default=0.01,
                             help="Goal = reference success minus this (a rate, default 0.01)")
         parser.add_argument("--ratio", type=float, default=10.0, help="step_size = epsilon / RATIO")
