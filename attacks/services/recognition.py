@@ -167,7 +167,7 @@ def train_recognizer(dataset: Dataset, arch: str, name: str, *, epochs=None, bat
     config = {"arch": arch, "model": model_kwargs, **hyper, "split": split.name, "input": spec}
 
     record = Recognizer.objects.filter(name=name).first()
-    if record is not None and (record.status == "ready" or record.hyperparameters != config
+    if record is not None and (record.status == Recognizer.Status.READY or record.hyperparameters != config
                                or record.dataset_id != dataset.id):
         raise RecognitionError(f"a recognizer named {name!r} already exists ({record.status}, "
                                f"{record.arch} on {record.dataset.name}); choose another --name")
@@ -210,7 +210,7 @@ def train_recognizer(dataset: Dataset, arch: str, name: str, *, epochs=None, bat
     confusion_matrix_figure(cm, dataset.class_names, out_dir / "confusion.png", title=f"{name}: test split")
     with transaction.atomic():
         record.refresh_from_db()
-        record.status = "ready"
+        record.status = Recognizer.Status.READY
         record.epochs_trained = result.epochs_completed
         record.best_epoch = result.best_epoch
         record.train_accuracy, record.val_accuracy, record.test_accuracy = acc["train"], acc["val"], acc["test"]
@@ -231,7 +231,7 @@ def _streamed(dataset, split, part, spec):
 
 def load_model(record: Recognizer, device="cpu") -> torch.nn.Module:
     """The recognizer's best-validation weights, in eval mode, on `device`."""
-    if record.status != "ready":
+    if record.status != Recognizer.Status.READY:
         raise RecognitionError(f"recognizer {record.name!r} is not trained yet (status {record.status})")
     spec = record.input_spec
     model = build_recognizer(record.arch, record.dataset.get_skeleton(), record.dataset.num_classes,

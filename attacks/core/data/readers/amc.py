@@ -222,7 +222,8 @@ def _parse_bonedata(path, entries, section_lineno) -> dict[str, Bone]:
         elif key == "axis":
             if len(tokens) != 5:
                 raise ReaderError(path, "bone 'axis' needs three angles and an order such as XYZ", line=lineno)
-            block["axis"] = (parse_numbers(path, tokens[1:4], 3, "'axis'", lineno), _axis_order(path, tokens[4], lineno))
+            block["axis"] = (parse_numbers(path, tokens[1:4], 3, "'axis'", lineno),
+                             _axis_order(path, tokens[4], lineno))
         elif key == "dof":
             dofs = tuple(t.lower() for t in tokens[1:])
             bad = [d for d in dofs if d not in ("rx", "ry", "rz")]
