@@ -16,7 +16,7 @@ from attacks.services.generation import generation_config
 from attacks.core.methods.losses import STRATEGIES
 from attacks.management.commands._options import parse_key_values
 from attacks.core.methods import METHODS
-from attacks.services.recognition import RecognitionError
+from attacks.core.errors import AttacksError
 from attacks.tasks import prepare_queued_run
 from attacks.core.reporting.tables import tables_html
 from attacks.models import AdversarialSample, Clip, Dataset, DatasetSplit, GenerationRun, Recognizer, RobustnessReport
@@ -130,7 +130,7 @@ class StartGenerationRunForm(forms.ModelForm):
                 data["method"], data["strategy"], top_n=data["top_n"], target=target,
                 iterations=data["iterations"], split=data["split"], limit=data.get("limit"), seed=data["seed"],
                 options=options)
-        except (RecognitionError, CommandError) as e:
+        except (AttacksError, CommandError) as e:
             raise forms.ValidationError(str(e)) from None
         existing = GenerationRun.objects.filter(recognizer=data["recognizer"],
                                                 config_hash=GenerationRun.hash_config(self.config)).first()

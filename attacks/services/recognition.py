@@ -19,6 +19,7 @@ from attacks.services import clip_cache
 from attacks.core.data import preprocessing
 
 from attacks.core.data import protocol_view
+from attacks.core.errors import AttacksError
 from attacks.core.training.evaluation import confusion_matrix, confusion_matrix_figure, predict
 from attacks.models import Dataset, DatasetSplit, Recognizer
 from attacks.core.data.protocol_view import ModelInputs
@@ -28,7 +29,7 @@ from attacks.core.data.splits import protocol_split, stratified_split
 from attacks.core.training.loop import CPU_PRESETS, learning_curve_figure, load_best, split_preset, train
 
 
-class RecognitionError(Exception):
+class RecognitionError(AttacksError):
     """Raised with a message meant for the person running the command."""
 
 

@@ -3,7 +3,7 @@ from django.core.management.base import BaseCommand, CommandError
 from attacks.core.methods import STRATEGIES
 from attacks.services.calibration import BUDGET_PARAMETER, calibrate_budget, default_reference, sweep_budget
 from attacks.models import GenerationRun
-from attacks.services.recognition import RecognitionError
+from attacks.core.errors import AttacksError
 
 from attacks.management.commands._options import add_list_option, parse_key_values, recognizer_named, split_values
 
@@ -76,7 +76,7 @@ class Command(BaseCommand):
                         f"{chosen.succeeded}/{chosen.attacked} ({100 * chosen.rate:.1f}%) against reference run "
                         f"{reference.pk} ({reference.method}, goal {100 * result.goal:.1f}%); run {chosen.run_id} "
                         f"after {len(result.points)} budgets"))
-        except (RecognitionError, ValueError) as e:
+        except (AttacksError, ValueError) as e:
             raise CommandError(str(e)) from e
 
     @staticmethod

@@ -8,7 +8,7 @@ from attacks.core.methods import METHODS, STRATEGIES, Numerics
 from attacks.core.methods.numerics import COMPILE_MIN_CLIPS
 from attacks.core.methods.smart import DEFAULT_PRESET, PRESETS
 from attacks.models import Recognizer, TransferResult
-from attacks.services.recognition import RecognitionError
+from attacks.core.errors import AttacksError
 
 from attacks.management.commands._options import parse_key_values, recognizer_named
 
@@ -89,7 +89,7 @@ class Command(BaseCommand):
                 if missing:
                     raise CommandError(f"no recognizer named {', '.join(sorted(missing))}")
                 transfer_samples(run.samples.all(), targets, device=o["device"], progress=not o["no_progress"])
-        except RecognitionError as e:
+        except AttacksError as e:
             raise CommandError(str(e)) from e
         n = run.done
         stored_ok = run.samples.filter(success=True).count()

@@ -1,6 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from attacks.services.importing import ImportFailed, import_dataset
+from attacks.core.errors import AttacksError
+from attacks.services.importing import import_dataset
 from attacks.core.data.preprocessing import PROTOCOLS
 from attacks.core.data.readers import FORMATS
 
@@ -31,7 +32,7 @@ class Command(BaseCommand):
             result = import_dataset(o["format"], o["path"], o["name"], skeleton=o["skeleton"],
                                     protocol=o["protocol"], reader_options=reader_options,
                                     protocol_options=protocol_options, progress=not o["no_progress"])
-        except ImportFailed as e:
+        except AttacksError as e:
             raise CommandError(f"import failed, nothing was written: {e}") from e
         ds = result.dataset
         if result.unchanged:
