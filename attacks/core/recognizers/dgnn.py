@@ -50,6 +50,9 @@ def incidence_matrices(skeleton) -> tuple[np.ndarray, np.ndarray]:
 
 
 class DGNN(nn.Module):
+    CPU_PRESET = dict(width=16, num_frames=32, epochs=30, batch_size=16, lr=0.05, optimizer="sgd", weight_decay=5e-4,
+                      warmup_epochs=2)
+
     def __init__(self, skeleton, num_classes, num_persons=2, num_frames=64, width=None, in_channels=3,
                  motion=False):
         super().__init__()

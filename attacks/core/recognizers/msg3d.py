@@ -45,6 +45,9 @@ G3D_WINDOWS = (3, 5)
 
 
 class MSG3D(nn.Module):
+    CPU_PRESET = dict(width=6, num_frames=32, epochs=30, batch_size=16, lr=0.05, optimizer="sgd", weight_decay=5e-4,
+                      warmup_epochs=2)
+
     def __init__(self, skeleton, num_classes, num_persons=2, num_frames=64, width=None, in_channels=3):
         super().__init__()
         self.skeleton = skeleton

@@ -1,4 +1,4 @@
-"""Training a recognizer: the loop, the checkpoints, the augmentation, the CPU presets.
+"""Training a recognizer: the loop, the checkpoints, the augmentation.
 
 Attacks are only as meaningful as the recognizers they fool, so every recognizer in the
 project is trained by this one loop and selected the same way: the weights kept are
@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from attacks.core.motion import to_model_input
+from attacks.core.recognizers import cpu_presets
 from attacks.core.reporting.figures import pyplot, save_figure
 from attacks.core.training.evaluation import predict_logits
 
@@ -33,29 +34,8 @@ LAST_CHECKPOINT = "last.pt"
 BEST_CHECKPOINT = "best.pt"
 CHECKPOINT_FORMAT = 1
 
-# Reduced-width settings that train each architecture on a 2-core CPU within ten minutes
-# and reach the accuracies reported by experiments/gtu_accuracy.py on GTU3DActions (one
-# person). Keys are model constructor keywords (MODEL_KEYS; `num_frames` also sets the
-# clip length the data is resampled to) and `train()` keywords; `split_preset` separates them.
-# CPU seconds per epoch (355 clips, one thread) were measured before choosing widths.
-CPU_PRESETS: dict[str, dict] = {
-    "stgcn": dict(width=16, num_frames=64, epochs=40, batch_size=16, lr=0.05, optimizer="sgd",
-                  weight_decay=5e-4, warmup_epochs=2),
-    "agcn": dict(width=8, num_frames=64, epochs=30, batch_size=16, lr=0.05, optimizer="sgd",
-                 weight_decay=5e-4, warmup_epochs=2),
-    "asgcn": dict(width=12, num_frames=64, epochs=30, batch_size=16, lr=0.05, optimizer="sgd",
-                  weight_decay=5e-4, warmup_epochs=2),
-    "ctrgcn": dict(width=8, num_frames=32, epochs=30, batch_size=16, lr=0.05, optimizer="sgd",
-                   weight_decay=5e-4, warmup_epochs=2),
-    "msg3d": dict(width=6, num_frames=32, epochs=30, batch_size=16, lr=0.05, optimizer="sgd",
-                  weight_decay=5e-4, warmup_epochs=2),
-    "dgnn": dict(width=16, num_frames=32, epochs=30, batch_size=16, lr=0.05, optimizer="sgd",
-                 weight_decay=5e-4, warmup_epochs=2),
-    "sgn": dict(width=16, num_frames=64, epochs=50, batch_size=16, lr=1e-3, optimizer="adam",
-                weight_decay=1e-4, warmup_epochs=2),
-    "hrnn": dict(width=16, num_frames=64, epochs=50, batch_size=16, lr=1e-3, optimizer="adam",
-                 weight_decay=0.0, warmup_epochs=2, grad_clip=5.0),
-}
+# Each architecture's reduced-width settings, declared beside its class (`CPU_PRESET`).
+CPU_PRESETS: dict[str, dict] = cpu_presets()
 MODEL_KEYS = ("width", "num_frames", "num_blocks", "dropout", "streams")
 
 
