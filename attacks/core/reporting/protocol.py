@@ -87,7 +87,7 @@ def pairwise_matched(runs, samples, reference: str = REFERENCE_METHOD) -> pd.Dat
         ref_s = samples[samples["run_id"] == ref.run_id]
         ref_ok = ref_s[ref_s["success"].astype(bool)]
         others = group[group["method"] != reference]
-        others = others.assign(order=others["method"].map(reports._method_order)).sort_values("order", kind="stable")
+        others = others.assign(order=others["method"].map(reports.method_order)).sort_values("order", kind="stable")
         for r in others.itertuples():
             s = samples[samples["run_id"] == r.run_id]
             ok = s[s["success"].astype(bool)]
@@ -98,11 +98,11 @@ def pairwise_matched(runs, samples, reference: str = REFERENCE_METHOD) -> pd.Dat
             both = set(pair_ok["clip_id"]) & set(ok["clip_id"])
             row = {"recognizer": recognizer, "dataset": r.dataset, "attack": attack, "reference": reference,
                    "method": r.method, "matched": len(both),
-                   "reference_success": reports._rate(len(pair_ok), len(pair_s)),
-                   "method_success": reports._rate(int(r.succeeded), int(r.attacked)),
+                   "reference_success": reports.success_rate(len(pair_ok), len(pair_s)),
+                   "method_success": reports.success_rate(int(r.succeeded), int(r.attacked)),
                    "method_budget": r.budget if "budget" in chosen.columns else np.nan}
             for prefix, rows_ in (("reference", pair_ok), ("method", ok)):
-                means = reports._metric_means(rows_[rows_["clip_id"].isin(both)])
+                means = reports.metric_means(rows_[rows_["clip_id"].isin(both)])
                 row.update({f"{prefix}_{k}": v for k, v in means.items()})
             rows.append(row)
     metric_cols = [f"{p}_{m}" for m in ("iterations_to_success", *reports.METRICS) for p in ("reference", "method")]
@@ -117,7 +117,7 @@ def table4_paper(upper: pd.DataFrame, attack: str = "AB") -> pd.DataFrame:
     cols = ["dataset", "model", *[m.upper() for m in BASELINES], "IAA epsilon", "CIASA epsilon", "calibrated"]
     if not len(upper):
         return pd.DataFrame(columns=cols)
-    labels = reports._row_labels(upper.drop_duplicates("recognizer"))
+    labels = reports.row_labels(upper.drop_duplicates("recognizer"))
     rows = []
     for (dataset, recognizer), group in upper.groupby(["dataset", "recognizer"], sort=True):
         by = group.set_index("method")
@@ -127,7 +127,7 @@ def table4_paper(upper: pd.DataFrame, attack: str = "AB") -> pd.DataFrame:
                 reports.MISSING
         for m in ("iaa", "ciasa"):
             b = by.loc[m, "budget"] if m in by.index and "budget" in by else np.nan
-            row[f"{m.upper()} epsilon"] = reports.MISSING if reports._isnan(b) else f"{float(b):g}"
+            row[f"{m.upper()} epsilon"] = reports.MISSING if reports.is_missing(b) else f"{float(b):g}"
         cal = [m for m in ("iaa", "ciasa") if m in by.index and bool(by.loc[m].get("calibrated", False))]
         row["calibrated"] = ", ".join(cal) if cal else "no"
         rows.append(row)
@@ -152,7 +152,7 @@ def calibration_table(runs, samples) -> pd.DataFrame:
         c = cal.get("chosen", {})
         k = int(hit["succeeded"].iloc[0]) if len(hit) else c.get("succeeded", 0)
         n = int(hit["attacked"].iloc[0]) if len(hit) else c.get("attacked", 0)
-        rate = reports._rate(k, n)
+        rate = reports.success_rate(k, n)
         lo, hi = wilson(k, n)
         diff = 100 * (rate - cal["reference_success"])
         rows.append({"recognizer": r.recognizer, "method": r.method, "attack": reports.attack_name(r.strategy, r.top_n),
@@ -205,7 +205,7 @@ def success_curves(runs, samples) -> pd.DataFrame:
         s = samples[samples["run_id"] == r.run_id]
         if not len(s):
             continue
-        budget = int(r.iteration_budget) if not reports._isnan(getattr(r, "iteration_budget", np.nan)) else \
+        budget = int(r.iteration_budget) if not reports.is_missing(getattr(r, "iteration_budget", np.nan)) else \
             int(s["iterations"].max())
         won = np.sort(s.loc[s["success"].astype(bool), "iterations"].astype(int).to_numpy())
         grid = np.arange(budget + 1)
@@ -234,7 +234,7 @@ def per_class_success(runs, samples) -> pd.DataFrame:
                          "succeeded": int(g["success"].astype(bool).sum())})
     df = pd.DataFrame(rows, columns=["recognizer", "method", "attack", "run_id", "label", "class", "attacked",
                                      "succeeded"])
-    df["success_rate"] = reports._rate(df["succeeded"], df["attacked"])
+    df["success_rate"] = reports.success_rate(df["succeeded"], df["attacked"])
     return with_intervals(df)
 
 
@@ -254,7 +254,7 @@ def budget_sweep(runs, samples, attack: str = "AB") -> pd.DataFrame:
     runs["parameter"] = runs["method"].map(lambda m: "epsilon" if m in ("iaa", "ciasa") else "lr")
     runs = runs.sort_values(["attacked", "run_id"], ascending=False).drop_duplicates(
         ["recognizer", "method", "budget"])
-    runs["success_rate"] = reports._rate(runs["succeeded"], runs["attacked"])
+    runs["success_rate"] = reports.success_rate(runs["succeeded"], runs["attacked"])
     runs["calibrated"] = runs["calibrated"].fillna(False).astype(bool)
     out = runs[["recognizer", "method", "attack", "parameter", "budget", "run_id", "succeeded", "attacked",
                 "success_rate", "calibrated"]].sort_values(["recognizer", "method", "budget"], kind="stable")

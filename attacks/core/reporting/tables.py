@@ -59,7 +59,7 @@ def attack_name(strategy: str, top_n=None) -> str:
     if strategy == "ab":
         return "AB"
     if strategy == "abn":
-        return f"AB{int(top_n) if top_n is not None and not _isnan(top_n) else 3}"
+        return f"AB{int(top_n) if top_n is not None and not is_missing(top_n) else 3}"
     if strategy == "sa":
         return "SA"
     return strategy.upper()
@@ -153,10 +153,10 @@ def success_table(runs, samples, method: str = "smart") -> pd.DataFrame:
     those the attack loop judged successful when it froze them."""
     chosen = select_runs(runs, samples)
     chosen = chosen[chosen["method"] == method].copy()
-    chosen["success_rate"] = _rate(chosen["succeeded"], chosen["attacked"])
+    chosen["success_rate"] = success_rate(chosen["succeeded"], chosen["attacked"])
     chosen["order"] = chosen["attack"].map(_attack_order)
     chosen = chosen.sort_values(["dataset", "arch", "recognizer", "order"], kind="stable")
-    chosen["success_rate_in_loop"] = _rate(chosen["succeeded_in_loop"], chosen["attacked"])
+    chosen["success_rate_in_loop"] = success_rate(chosen["succeeded_in_loop"], chosen["attacked"])
     from attacks.core.reporting.protocol import with_intervals
     chosen = with_intervals(chosen)
     cols = ["recognizer", "arch", "dataset", "test_accuracy", "attack", "method", "preset", "precision", "run_id",
@@ -173,7 +173,7 @@ def table1(long: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame({"recognizer": []})
     attacks = sorted(set(long["attack"]) | {"AB", "AB3", "AB5", "SA"}, key=_attack_order)
     datasets = sorted(long["dataset"].unique())
-    labels = _row_labels(long)
+    labels = row_labels(long)
     rows, sums = [], {}
     for (recognizer, dataset), group in long.groupby(["recognizer", "dataset"], sort=False):
         row = next((r for r in rows if r["recognizer"] == labels[recognizer]), None)
@@ -183,7 +183,7 @@ def table1(long: pd.DataFrame) -> pd.DataFrame:
                 row.update({f"{d} clean": MISSING, **{f"{d} {a}": MISSING for a in attacks}})
             rows.append(row)
         acc = group["test_accuracy"].iloc[0]
-        if not _isnan(acc):
+        if not is_missing(acc):
             row[f"{dataset} clean"] = f"{100 * acc:.2f}"
             sums.setdefault(f"{dataset} clean", []).append(acc)
         for r in group.itertuples():
@@ -240,7 +240,7 @@ def transfer_table(runs, samples, transfers, attack: str = "AB", method: str = "
                          "all_samples": len(group), "succeeded_all": int(success.sum()),
                          "in_target_training": int(seen[keep].sum()), **engine})
     out = pd.DataFrame(rows, columns=[c for c in cols if c != "success_rate"])
-    out["success_rate"] = _rate(out["succeeded"], out["attacked"])
+    out["success_rate"] = success_rate(out["succeeded"], out["attacked"])
     from attacks.core.reporting.protocol import with_intervals
     out = with_intervals(out)
     return out[[*cols[:5], "ci_low", "ci_high", *cols[5:]]]
@@ -269,14 +269,14 @@ def method_comparison(runs, samples) -> pd.DataFrame:
     samples = frame(samples, SAMPLE_COLUMNS)
     upper = []
     for (recognizer, attack), group in chosen.groupby(["recognizer", "attack"], sort=True):
-        group = group.assign(order=group["method"].map(_method_order)).sort_values("order", kind="stable")
+        group = group.assign(order=group["method"].map(method_order)).sort_values("order", kind="stable")
         for r in group.itertuples():
             s = samples[samples["run_id"] == r.run_id]
             ok = s[s["success"].astype(bool)]
             upper.append({"recognizer": recognizer, "arch": r.arch, "dataset": r.dataset, "attack": attack,
                           "method": r.method, "budget": r.budget, "calibrated": bool(r.calibrated),
                           "attacked": r.attacked, "succeeded": r.succeeded,
-                          "success_rate": _rate(r.succeeded, r.attacked), **_metric_means(ok),
+                          "success_rate": success_rate(r.succeeded, r.attacked), **metric_means(ok),
                           "engine": r.engine, "outdated": r.outdated})
     from attacks.core.reporting.protocol import with_intervals
     metric_cols = ["iterations_to_success", *METRICS]
@@ -392,10 +392,10 @@ def success_bar_chart(long: pd.DataFrame, path, title: str = "Success rate per r
     x = np.arange(len(recognizers))
     for k, attack in enumerate(attacks):
         rates = [_lookup_rate(long, r, attack) for r in recognizers]
-        bars = ax.bar(x + (k - (len(attacks) - 1) / 2) * width, [100 * r if not _isnan(r) else 0 for r in rates],
+        bars = ax.bar(x + (k - (len(attacks) - 1) / 2) * width, [100 * r if not is_missing(r) else 0 for r in rates],
                       width, label=attack)
         for bar, r in zip(bars, rates):
-            if not _isnan(r):
+            if not is_missing(r):
                 ax.annotate(f"{100 * r:.0f}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
                             ha="center", va="bottom", fontsize=6)
     ax.set_xticks(x, recognizers, rotation=20, ha="right", fontsize=8)
@@ -514,6 +514,48 @@ TABLE_TITLES = {
 }
 
 
+# --------------------------------------------------------------------------- shared with protocol.py
+# The comparison protocol (`attacks.core.reporting.protocol`) builds its tables from the
+# same records, so it orders, names and rates them with these.
+
+def method_order(method: str):
+    """Sort key of a method: the paper's order (`METHOD_ORDER`), unknown methods last."""
+    return METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER)
+
+
+def row_labels(long: pd.DataFrame) -> dict[str, str]:
+    """Rows are named by architecture, as in the paper, unless two recognizers of one
+    architecture share a dataset; then by recognizer name."""
+    pairs = long.drop_duplicates("recognizer")
+    clash = pairs.duplicated(["arch", "dataset"], keep=False)
+    return {r: (r if c else a) for r, a, c in zip(pairs["recognizer"], pairs["arch"], clash)}
+
+
+def success_rate(succeeded, attacked):
+    """Successes over attacked samples, for scalars or columns; NaN where nothing was attacked."""
+    if np.isscalar(attacked):
+        return float(succeeded) / attacked if attacked else float("nan")
+    s = pd.Series(succeeded, dtype=float)
+    n = pd.Series(attacked, dtype=float)
+    return (s / n.where(n > 0)).astype(float)
+
+
+def metric_means(rows: pd.DataFrame) -> dict:
+    """Mean iterations to success and mean of every perceptual metric over sample rows (NaN if none)."""
+    out = {"iterations_to_success": float(rows["iterations"].astype(float).mean()) if len(rows) else float("nan")}
+    for m in METRICS:
+        out[m] = float(rows[m].astype(float).mean()) if len(rows) else float("nan")
+    return out
+
+
+def is_missing(x) -> bool:
+    """True for None, NaN and anything float() reads as NaN; False for what it cannot read."""
+    try:
+        return x is None or math.isnan(float(x))
+    except (TypeError, ValueError):
+        return False
+
+
 # --------------------------------------------------------------------------- private
 
 def _attack_order(attack: str):
@@ -524,45 +566,18 @@ def _attack_order(attack: str):
     return (2, 0) if attack == "SA" else (3, attack)
 
 
-def _method_order(method: str):
-    return METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER)
-
-
-def _row_labels(long: pd.DataFrame) -> dict[str, str]:
-    """Rows are named by architecture, as in the paper, unless two recognizers of one
-    architecture share a dataset; then by recognizer name."""
-    pairs = long.drop_duplicates("recognizer")
-    clash = pairs.duplicated(["arch", "dataset"], keep=False)
-    return {r: (r if c else a) for r, a, c in zip(pairs["recognizer"], pairs["arch"], clash)}
-
-
-def _rate(succeeded, attacked):
-    if np.isscalar(attacked):
-        return float(succeeded) / attacked if attacked else float("nan")
-    s = pd.Series(succeeded, dtype=float)
-    n = pd.Series(attacked, dtype=float)
-    return (s / n.where(n > 0)).astype(float)
-
-
 def _engine_note(row) -> str:
     """' [engine N]' for a row of an outdated run (included on request), else ''."""
     outdated = getattr(row, "outdated", False)
-    if _isnan(outdated) or not bool(outdated):
+    if is_missing(outdated) or not bool(outdated):
         return ""
     engine = getattr(row, "engine", None)
-    return f" [engine {MISSING if engine is None or _isnan(engine) else int(engine)}]"
+    return f" [engine {MISSING if engine is None or is_missing(engine) else int(engine)}]"
 
 
 def _cell(succeeded, attacked) -> str:
     from attacks.core.reporting.protocol import rate_cell
     return rate_cell(succeeded, attacked)
-
-
-def _metric_means(rows: pd.DataFrame) -> dict:
-    out = {"iterations_to_success": float(rows["iterations"].astype(float).mean()) if len(rows) else float("nan")}
-    for m in METRICS:
-        out[m] = float(rows[m].astype(float).mean()) if len(rows) else float("nan")
-    return out
 
 
 def _mean_over_frames(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -584,15 +599,8 @@ def _nanmean(x) -> float:
     return float(x.mean()) if x.size else float("nan")
 
 
-def _isnan(x) -> bool:
-    try:
-        return x is None or math.isnan(float(x))
-    except (TypeError, ValueError):
-        return False
-
-
 def _format(value, digits: int) -> str:
-    if _isnan(value) and not isinstance(value, str):
+    if is_missing(value) and not isinstance(value, str):
         return MISSING
     if isinstance(value, (float, np.floating)):
         return f"{value:.{digits}g}"
