@@ -37,12 +37,17 @@ Public API (stable; other recognizers import it):
     shortcut(in_channels, out_channels, stride=1, residual=True) -> module or None
         a block's residual branch: none, identity, or a strided 1x1 TemporalConv
     init_conv(conv), init_bn(bn, scale)  -- the initialisations the blocks use
+    GCN_TRAINING  -- the train() settings the graph-convolutional CPU presets share
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
 from torch import nn
+
+# The training settings every graph-convolutional recognizer's CPU_PRESET shares: SGD
+# with Nesterov momentum and weight decay, as the GCN papers train, after a short warm-up.
+GCN_TRAINING = dict(batch_size=16, lr=0.05, optimizer="sgd", weight_decay=5e-4, warmup_epochs=2)
 
 
 def init_conv(conv: nn.Module) -> None:
@@ -330,5 +335,5 @@ def _pointwise(in_channels: int, out_channels: int, stride: int = 1) -> nn.Seque
 
 __all__ = [
     "graph_aggregate", "GraphConv", "TemporalConv", "MultiScaleTemporalConv", "CTRGC", "CTRGraphConv",
-    "STBlock", "DataBatchNorm", "shortcut", "init_conv", "init_bn",
+    "STBlock", "DataBatchNorm", "shortcut", "init_conv", "init_bn", "GCN_TRAINING",
 ]

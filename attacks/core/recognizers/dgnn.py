@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from attacks.core.recognizers.blocks import DataBatchNorm, TemporalConv, init_bn, init_conv, shortcut
+from attacks.core.recognizers.blocks import GCN_TRAINING, DataBatchNorm, TemporalConv, init_bn, init_conv, shortcut
 from attacks.core.recognizers.streams import bone_stream, motion_stream
 
 PUBLISHED_WIDTH = 64
@@ -50,8 +50,7 @@ def incidence_matrices(skeleton) -> tuple[np.ndarray, np.ndarray]:
 
 
 class DGNN(nn.Module):
-    CPU_PRESET = dict(width=16, num_frames=32, epochs=30, batch_size=16, lr=0.05, optimizer="sgd", weight_decay=5e-4,
-                      warmup_epochs=2)
+    CPU_PRESET = dict(width=16, num_frames=32, epochs=30, **GCN_TRAINING)
 
     def __init__(self, skeleton, num_classes, num_persons=2, num_frames=64, width=None, in_channels=3,
                  motion=False):

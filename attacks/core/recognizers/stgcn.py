@@ -37,7 +37,7 @@ from torch import nn
 from attacks.core.skeletons import get_skeleton
 
 from attacks.core.recognizers.blocks import (
-    CTRGraphConv, DataBatchNorm, GraphConv, MultiScaleTemporalConv, STBlock, TemporalConv, graph_aggregate,
+    GCN_TRAINING, CTRGraphConv, DataBatchNorm, GraphConv, MultiScaleTemporalConv, STBlock, TemporalConv, graph_aggregate,
     init_conv,
 )
 from attacks.core.recognizers.graph import adjacency_partitions
@@ -216,8 +216,7 @@ class SkeletonRecognizer(nn.Module):
 class STGCN(SkeletonRecognizer):
     """ST-GCN (Yan et al. 2018): spatial partitions, edge importance, 9x1 temporal convs."""
 
-    CPU_PRESET = dict(width=16, num_frames=64, epochs=40, batch_size=16, lr=0.05, optimizer="sgd", weight_decay=5e-4,
-                      warmup_epochs=2)
+    CPU_PRESET = dict(width=16, num_frames=64, epochs=40, **GCN_TRAINING)
 
     def __init__(self, skeleton, num_classes, num_persons=2, num_frames=64, width=None, in_channels=3,
                  num_blocks=10, dropout=0.0, streams=("joint",), **kwargs):
@@ -230,8 +229,7 @@ class AGCN2s(SkeletonRecognizer):
     """2s-AGCN (Shi et al. 2019): adaptive graph A + B + C(x); joint and bone streams,
     the bone stream computed from x inside the model; logits summed."""
 
-    CPU_PRESET = dict(width=8, num_frames=64, epochs=30, batch_size=16, lr=0.05, optimizer="sgd", weight_decay=5e-4,
-                      warmup_epochs=2)
+    CPU_PRESET = dict(width=8, num_frames=64, epochs=30, **GCN_TRAINING)
 
     def __init__(self, skeleton, num_classes, num_persons=2, num_frames=64, width=None, in_channels=3,
                  num_blocks=10, dropout=0.0, streams=("joint", "bone"), **kwargs):
@@ -245,8 +243,7 @@ class ASGCN(SkeletonRecognizer):
     actional links; 9 blocks (64x3, 128x3, 256x3). The future-pose prediction head, a
     training-time regulariser in the paper, is omitted."""
 
-    CPU_PRESET = dict(width=12, num_frames=64, epochs=30, batch_size=16, lr=0.05, optimizer="sgd", weight_decay=5e-4,
-                      warmup_epochs=2)
+    CPU_PRESET = dict(width=12, num_frames=64, epochs=30, **GCN_TRAINING)
 
     def __init__(self, skeleton, num_classes, num_persons=2, num_frames=64, width=None, in_channels=3,
                  num_blocks=9, dropout=0.0, streams=("joint",), max_hop=3, double_at=(1 / 3, 2 / 3), **kwargs):
@@ -260,8 +257,7 @@ class CTRGCN(SkeletonRecognizer):
     convolution; joint and bone streams by default (add "joint_motion", "bone_motion" for
     the four-stream ensemble), computed inside the model and summed."""
 
-    CPU_PRESET = dict(width=8, num_frames=32, epochs=30, batch_size=16, lr=0.05, optimizer="sgd", weight_decay=5e-4,
-                      warmup_epochs=2)
+    CPU_PRESET = dict(width=8, num_frames=32, epochs=30, **GCN_TRAINING)
 
     def __init__(self, skeleton, num_classes, num_persons=2, num_frames=64, width=None, in_channels=3,
                  num_blocks=10, dropout=0.0, streams=("joint", "bone"), **kwargs):
