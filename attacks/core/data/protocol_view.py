@@ -94,7 +94,7 @@ def normalise(x: torch.Tensor, protocol: str, skeleton) -> torch.Tensor:
     else:
         centre = x[:, 0, 0, skeleton.center_joint][:, None, None, None, :]  # (N, 1, 1, 1, 3)
         centred = x - centre
-        rotation = _rotation_y(*_facing_direction(x[:, 0, 0], skeleton))
+        rotation = rotation_about_y(*_facing_direction(x[:, 0, 0], skeleton))
     turned = torch.einsum("nij,nmtvj->nmtvi", rotation, centred)
     return torch.where(present, turned, torch.zeros_like(turned))
 
@@ -150,7 +150,7 @@ def _spine_up_shoulders_x(frame: torch.Tensor, skeleton) -> torch.Tensor:
     if pair is None:
         return tilt
     upright = torch.einsum("nij,nj->ni", tilt, frame[:, pair[1]] - frame[:, pair[0]])
-    return _rotation_y(*_unit_direction(-upright[:, 0], -upright[:, 2])) @ tilt
+    return rotation_about_y(*_unit_direction(-upright[:, 0], -upright[:, 2])) @ tilt
 
 
 def _minimal_rotation_to_y(vector: torch.Tensor) -> torch.Tensor:
@@ -179,8 +179,9 @@ def _minimal_rotation_to_y(vector: torch.Tensor) -> torch.Tensor:
     return torch.where(null[:, None, None], eye, rotation)
 
 
-def _rotation_y(c: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-    """cos and sin (N,) of the angles -> (N, 3, 3) right-handed rotations about +y."""
+def rotation_about_y(c: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """cos and sin (N,) of the angles -> (N, 3, 3) right-handed rotations about +y (torch, differentiable;
+    `readers.kinematics.axis_rotation` is the numpy builder with the same convention)."""
     z, o = torch.zeros_like(c), torch.ones_like(c)
     return torch.stack([torch.stack([c, z, s], -1), torch.stack([z, o, z], -1), torch.stack([-s, z, c], -1)], -2)
 

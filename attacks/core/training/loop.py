@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from attacks.core.data.protocol_view import rotation_about_y
 from attacks.core.motion import to_model_input
 from attacks.core.recognizers import cpu_presets
 from attacks.core.reporting.figures import pyplot, save_figure
@@ -67,8 +68,7 @@ class Augmentation:
         keep = self.crop[0] + u[:, 2] * (self.crop[1] - self.crop[0])
         start = u[:, 3] * (1 - keep) * (T - 1)
 
-        cos, sin, zero, one = torch.cos(angle), torch.sin(angle), torch.zeros(N, dtype=torch.float64), torch.ones(N, dtype=torch.float64)
-        rot = torch.stack([cos, zero, sin, zero, one, zero, -sin, zero, cos], 1).view(N, 3, 3)
+        rot = rotation_about_y(torch.cos(angle), torch.sin(angle))
         rot = (rot * scale[:, None, None]).to(device=X.device, dtype=X.dtype)
         X = torch.einsum("nij,nmtvj->nmtvi", rot, X)
 
