@@ -16,7 +16,7 @@ from attacks.services.generation import generation_config
 from attacks.core.methods.losses import STRATEGIES
 from attacks.management.commands._options import parse_key_values
 from attacks.core.methods import METHODS
-from attacks.services.recognition import RecognitionError
+from attacks.core.errors import AttacksError
 from attacks.tasks import prepare_queued_run
 from attacks.core.reporting.rendering import tables_html
 from attacks.models import AdversarialSample, Clip, Dataset, DatasetSplit, GenerationRun, Recognizer, RobustnessReport
@@ -130,7 +130,7 @@ class StartGenerationRunForm(forms.ModelForm):
                 data["method"], data["strategy"], top_n=data["top_n"], target=target,
                 iterations=data["iterations"], split=data["split"], limit=data.get("limit"), seed=data["seed"],
                 options=options)
-        except (RecognitionError, CommandError) as e:
+        except (AttacksError, CommandError) as e:
             raise forms.ValidationError(str(e)) from None
         existing = GenerationRun.objects.filter(recognizer=data["recognizer"],
                                                 config_hash=GenerationRun.hash_config(self.config)).first()
@@ -167,7 +167,7 @@ class GenerationRunAdmin(admin.ModelAdmin):
         if change:
             return
         config = form.config
-        obj.config, obj.config_hash, obj.status = config, GenerationRun.hash_config(config), "queued"
+        obj.config, obj.config_hash, obj.status = config, GenerationRun.hash_config(config), GenerationRun.Status.QUEUED
         obj.queue_options = {"shard_size": form.cleaned_data["shard_size"],
                              "batch_size": form.cleaned_data["batch_size"]}
         obj.save()
@@ -184,14 +184,14 @@ class GenerationRunAdmin(admin.ModelAdmin):
 
     @admin.action(description="Cancel the selected runs (workers stop after their current batch)")
     def cancel_runs(self, request, queryset):
-        n = queryset.exclude(status="done").update(status="cancelled")
+        n = queryset.exclude(status=GenerationRun.Status.DONE).update(status=GenerationRun.Status.CANCELLED)
         self.message_user(request, f"{n} runs cancelled; stored samples are kept.")
 
     @admin.action(description="Queue again on the workers (resume what is not stored)")
     def queue_again(self, request, queryset):
-        runs = list(queryset.exclude(status__in=["done", "cancelled"]))
+        runs = list(queryset.exclude(status__in=[GenerationRun.Status.DONE, GenerationRun.Status.CANCELLED]))
         for run in runs:
-            run.status = "queued"
+            run.status = GenerationRun.Status.QUEUED
             run.save(update_fields=["status"])
             self._enqueue(run)
         self.message_user(request, f"{len(runs)} runs sent to the workers.")
@@ -199,7 +199,7 @@ class GenerationRunAdmin(admin.ModelAdmin):
     @admin.display(description="samples / attackable")
     def progress(self, obj):
         if not obj.total:
-            return "—" if obj.status == "queued" else "0"
+            return "—" if obj.status == GenerationRun.Status.QUEUED else "0"
         attackable = obj.total - obj.skipped
         done = obj.done
         return format_html('{} / {} <progress value="{}" max="{}"></progress>', done, attackable, done,

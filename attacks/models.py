@@ -12,6 +12,8 @@ import json
 import numpy as np
 from django.db import models
 
+from attacks.core.data import preprocessing, readers
+from attacks.core.data.labels import label_name
 from attacks.core.skeletons import Skeleton
 
 
@@ -24,8 +26,8 @@ def motion_from_bytes(data: bytes, shape) -> np.ndarray:
 
 
 class Dataset(models.Model):
-    FORMATS = [(f, f) for f in ("ntu", "bvh", "amc", "gtu", "npz", "synthetic")]
-    PROTOCOLS = [("raw", "raw"), ("smart", "smart"), ("ntu", "ntu")]
+    FORMATS = [(f, f) for f in readers.FORMATS]
+    PROTOCOLS = [(p, p) for p in preprocessing.PROTOCOLS]
 
     name = models.SlugField(max_length=100, unique=True)
     format = models.CharField(max_length=20, choices=FORMATS)
@@ -80,8 +82,7 @@ class Clip(models.Model):
 
     @property
     def label_name(self) -> str:
-        names = self.dataset.class_names
-        return names[self.label] if self.label < len(names) else str(self.label)
+        return label_name(self.dataset.class_names, self.label)
 
     @property
     def shape(self):
@@ -121,7 +122,11 @@ class DatasetSplit(models.Model):
 
 
 class Recognizer(models.Model):
-    STATUS = [("training", "training"), ("ready", "ready"), ("failed", "failed")]
+    class Status(models.TextChoices):
+        """Where a recognizer's training stands; only a ready one is attacked or classifies."""
+        TRAINING = "training"
+        READY = "ready"
+        FAILED = "failed"
 
     name = models.SlugField(max_length=100, unique=True)
     arch = models.CharField(max_length=20)
@@ -130,7 +135,7 @@ class Recognizer(models.Model):
     hyperparameters = models.JSONField(default=dict)
     input_spec = models.JSONField(default=dict, help_text="num_frames, num_persons, normalisation the model expects")
     checkpoint = models.CharField(max_length=500, blank=True, help_text="Path relative to DATA_DIR")
-    status = models.CharField(max_length=20, choices=STATUS, default="training")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.TRAINING)
     epochs_trained = models.PositiveIntegerField(default=0)
     best_epoch = models.IntegerField(null=True, blank=True)
     train_accuracy = models.FloatField(null=True, blank=True)
@@ -154,8 +159,14 @@ class Recognizer(models.Model):
 class GenerationRun(models.Model):
     """One configuration of an attack against one recognizer; re-running it resumes."""
 
-    STATUS = [("queued", "queued"), ("running", "running"), ("done", "done"), ("failed", "failed"),
-              ("cancelled", "cancelled")]
+    class Status(models.TextChoices):
+        """A run in-process is running until done; a run for the workers is queued until they start it.
+        Cancelled (admin) and failed runs keep the samples they stored and can be queued again."""
+        QUEUED = "queued"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
 
     recognizer = models.ForeignKey(Recognizer, on_delete=models.CASCADE, related_name="runs")
     method = models.CharField(max_length=20)
@@ -163,7 +174,7 @@ class GenerationRun(models.Model):
     split = models.CharField(max_length=10, default="test")
     config = models.JSONField(help_text="Everything that determines the samples (method options, seed, ...)")
     config_hash = models.CharField(max_length=64)
-    status = models.CharField(max_length=20, choices=STATUS, default="running")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.RUNNING)
     total = models.PositiveIntegerField(default=0, help_text="Clips in scope")
     skipped = models.PositiveIntegerField(default=0, help_text="Clips misclassified before the attack")
     created_at = models.DateTimeField(auto_now_add=True)

@@ -20,7 +20,8 @@ difference is divided by the extra sample-iterations, so fixed costs (the final 
 re-judging, set-up) cancel; the median of `--repeats` such estimates is printed. The ratio column is the reference loop's time over the row's.
 
 `--end-to-end ARCH` also trains that architecture's CPU preset on GTU3DActions
-(`attacks.core.training.loop.CPU_PRESETS`, the recognizers the README's experiments use), then
+(the `CPU_PRESET` its recognizer class declares, collected in
+`attacks.core.training.loop.CPU_PRESETS`: the recognizers the README's experiments use), then
 attacks its correctly classified test clips to success (budget 300) with the reference
 loop (each batch until all of its samples succeed) and with the engine (exact, bf16,
 bf16 compiled), and prints clips per second beside what each found: clips fooled,

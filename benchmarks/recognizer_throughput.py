@@ -1,9 +1,10 @@
 """How many samples per second each recognizer trains (and is attacked) at, per device.
 
 Forward + backward (gradients to the parameters *and* to the input, as both training and
-the attacks need) at the published width and at the reduced CPU width of
-`training.CPU_PRESETS`, for batch 1 and a large batch in the same run: the ratio column
-says how much batching buys, which decides how the attack runner groups samples.
+the attacks need) at the published width and at the reduced CPU width of each
+recognizer's `CPU_PRESET` (`training.loop.CPU_PRESETS`), for batch 1 and a large batch in
+the same run: the ratio column says how much batching buys, which decides how the attack
+runner groups samples.
 
     python benchmarks/recognizer_throughput.py                       # CPU, every architecture
     python benchmarks/recognizer_throughput.py --device cuda --repeats 20

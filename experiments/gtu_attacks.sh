@@ -11,7 +11,7 @@ python manage.py migrate -v0
 python manage.py import_dataset gtu ../shared/datasets/gtu3dactions --name gtu --no-progress
 for arch in $archs; do
   python manage.py train_recognizer --dataset gtu --arch "$arch" --name "gtu-$arch" --no-progress \
-    || python manage.py shell -c "from attacks.models import Recognizer; assert Recognizer.objects.get(name='gtu-$arch').status == 'ready'"
+    || python manage.py shell -c "from attacks.models import Recognizer; assert Recognizer.objects.get(name='gtu-$arch').status == Recognizer.Status.READY"
 done
 for arch in $archs; do
   others=$(for a in $archs; do [ "$a" != "$arch" ] && printf 'gtu-%s ' "$a"; done; true)
@@ -36,7 +36,7 @@ python experiments/preset_table.py --no-progress --out "$DATA_DIR/reports/gtu-at
 python manage.py import_dataset gtu ../shared/datasets/gtu3dactions --name gtu-smart --protocol smart --no-progress
 for arch in stgcn agcn; do
   python manage.py train_recognizer --dataset gtu-smart --arch "$arch" --name "gtu-smart-$arch" --no-progress \
-    || python manage.py shell -c "from attacks.models import Recognizer; assert Recognizer.objects.get(name='gtu-smart-$arch').status == 'ready'"
+    || python manage.py shell -c "from attacks.models import Recognizer; assert Recognizer.objects.get(name='gtu-smart-$arch').status == Recognizer.Status.READY"
 done
 python manage.py generate_samples --precision fp32 --recognizer gtu-smart-stgcn --method smart --strategy ab \
   --transfer-to gtu-smart-agcn --no-progress

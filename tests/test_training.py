@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from attacks.core.training.evaluation import accuracy, confusion_matrix, predict, top_k, top_k_accuracy
-from attacks.core.training.loop import (BEST_CHECKPOINT, LAST_CHECKPOINT, Augmentation, confusion_matrix_figure,
-                              learning_curve_figure, load_best, train)
+from attacks.core.training.evaluation import (accuracy, confusion_matrix, confusion_matrix_figure, predict, top_k,
+                                             top_k_accuracy)
+from attacks.core.training.loop import BEST_CHECKPOINT, LAST_CHECKPOINT, Augmentation, learning_curve_figure, load_best, train
 
 N_CLASSES = 3
 SHAPE = (1, 16, 5, 3)  # M, T, V, xyz

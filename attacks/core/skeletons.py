@@ -13,10 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
+from attacks.core.errors import InputError
+
 PART_NAMES = ("trunk", "left_arm", "right_arm", "left_leg", "right_leg")
 
 
-class SkeletonError(ValueError):
+class SkeletonError(InputError):
     """A skeleton definition is inconsistent; the message names the offending field."""
 
 

@@ -19,13 +19,14 @@ from django.conf import settings
 from django.db import reset_queries, transaction
 
 from attacks.core.data import preprocessing
+from attacks.core.errors import AttacksError
 from attacks.models import Clip, Dataset, motion_to_bytes
 from attacks.core.data.readers import DEFAULT_SKELETON, ReaderError, get_reader
 from attacks.core.skeletons import get_skeleton
 from attacks.core.progress import steps
 
 
-class ImportFailed(Exception):
+class ImportFailed(AttacksError):
     """Raised with a message meant for the person running the import."""
 
 

@@ -7,7 +7,6 @@ trained on and map adversarial motions back to world units.
 """
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ from attacks.services import clip_cache
 from attacks.core.data import preprocessing
 
 from attacks.core.data import protocol_view
+from attacks.core.errors import AttacksError
 from attacks.core.training.evaluation import confusion_matrix, confusion_matrix_figure, predict
 from attacks.models import Dataset, DatasetSplit, Recognizer
 from attacks.core.data.protocol_view import ModelInputs
@@ -29,7 +29,7 @@ from attacks.core.data.splits import protocol_split, stratified_split
 from attacks.core.training.loop import CPU_PRESETS, learning_curve_figure, load_best, split_preset, train
 
 
-class RecognitionError(Exception):
+class RecognitionError(AttacksError):
     """Raised with a message meant for the person running the command."""
 
 
@@ -168,7 +168,7 @@ def train_recognizer(dataset: Dataset, arch: str, name: str, *, epochs=None, bat
     config = {"arch": arch, "model": model_kwargs, **hyper, "split": split.name, "input": spec}
 
     record = Recognizer.objects.filter(name=name).first()
-    if record is not None and (record.status == "ready" or record.hyperparameters != config
+    if record is not None and (record.status == Recognizer.Status.READY or record.hyperparameters != config
                                or record.dataset_id != dataset.id):
         raise RecognitionError(f"a recognizer named {name!r} already exists ({record.status}, "
                                f"{record.arch} on {record.dataset.name}); choose another --name")
@@ -211,7 +211,7 @@ def train_recognizer(dataset: Dataset, arch: str, name: str, *, epochs=None, bat
     confusion_matrix_figure(cm, dataset.class_names, out_dir / "confusion.png", title=f"{name}: test split")
     with transaction.atomic():
         record.refresh_from_db()
-        record.status = "ready"
+        record.status = Recognizer.Status.READY
         record.epochs_trained = result.epochs_completed
         record.best_epoch = result.best_epoch
         record.train_accuracy, record.val_accuracy, record.test_accuracy = acc["train"], acc["val"], acc["test"]
@@ -232,7 +232,7 @@ def _streamed(dataset, split, part, spec):
 
 def load_model(record: Recognizer, device="cpu") -> torch.nn.Module:
     """The recognizer's best-validation weights, in eval mode, on `device`."""
-    if record.status != "ready":
+    if record.status != Recognizer.Status.READY:
         raise RecognitionError(f"recognizer {record.name!r} is not trained yet (status {record.status})")
     spec = record.input_spec
     model = build_recognizer(record.arch, record.dataset.get_skeleton(), record.dataset.num_classes,
@@ -243,7 +243,3 @@ def load_model(record: Recognizer, device="cpu") -> torch.nn.Module:
         raise RecognitionError(f"checkpoint of {record.name!r} is missing: {path}")
     load_best(model, path.parent)
     return model.to(device).eval()
-
-
-def delete_training_files(name: str):
-    shutil.rmtree(recognizer_dir(name), ignore_errors=True)

@@ -33,6 +33,7 @@ from attacks.services import generation
 from attacks.core.reporting import protocol as report_protocol
 
 from attacks.core import reporting as reports
+from attacks.core.data.labels import label_name
 from attacks.core.methods.smart import DEFAULT_PRESET
 from attacks.models import AdversarialSample, GenerationRun, RobustnessReport, TransferResult
 
@@ -94,8 +95,7 @@ def report_records(filters: ReportFilters) -> tuple[pd.DataFrame, pd.DataFrame, 
         "run_id", "clip_id", "success", "attack_success", "iterations", "label", *reports.METRICS, sample_id=F("id"),
         class_names=F("recognizer__dataset__class_names")))
     for s in samples:
-        names = s.pop("class_names") or []
-        s["class_name"] = names[s["label"]] if s["label"] < len(names) else str(s["label"])
+        s["class_name"] = label_name(s.pop("class_names"), s["label"])
     transfers = TransferResult.objects.filter(sample__run_id__in=run_ids).order_by("id")
     if filters.recognizers:
         transfers = transfers.filter(recognizer__name__in=filters.recognizers)

@@ -1,13 +1,13 @@
 """PNG figures of study results in the paper's style (Figure 2: preference bars)."""
 from __future__ import annotations
 
-import io
-
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+from attacks.core.reporting.figures import figure_png  # noqa: E402
 
 LABELS = {"smart": "our", "l2": "l2", "l2-acc": "acc", "l2-bone": "bone", "iaa": "IAA", "ciasa": "CIASA"}
 COLOURS = ["#2f6690", "#d1495b", "#bbbbbb"]
@@ -31,7 +31,7 @@ def rate_bars(rows: list[dict], key: str, ylabel: str) -> bytes:
     ax.set_ylim(0, 100)
     ax.set_ylabel(f"{ylabel} (%)", fontsize=8)
     ax.spines[["top", "right"]].set_visible(False)
-    return _png(fig)
+    return figure_png(fig)
 
 
 def preference_bars(pairs: list[dict], preference: list[dict]) -> bytes:
@@ -56,19 +56,11 @@ def preference_bars(pairs: list[dict], preference: list[dict]) -> bytes:
     ax2.legend(fontsize=7, frameon=False)
     for ax in (ax1, ax2):
         ax.spines[["top", "right"]].set_visible(False)
-    return _png(fig)
+    return figure_png(fig)
 
 
 def _num(value) -> float:
     return float("nan") if value is None else float(value)
-
-
-def _png(fig) -> bytes:
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return buf.getvalue()
 
 
 def odds_ratio_forest(rows: list[dict], title: str) -> bytes:
@@ -87,4 +79,4 @@ def odds_ratio_forest(rows: list[dict], title: str) -> bytes:
     ax.set_xlabel("odds ratio per SD (95% interval, participant-clustered)", fontsize=8)
     ax.set_title(title, fontsize=9)
     ax.spines[["top", "right"]].set_visible(False)
-    return _png(fig)
+    return figure_png(fig)

@@ -57,6 +57,7 @@ import copy
 import numpy as np
 
 from attacks.core.data.readers.base import RawClip
+from attacks.core.data.readers.kinematics import axis_rotation
 
 PROTOCOLS = ("raw", "smart", "ntu")
 
@@ -65,15 +66,20 @@ PROTOCOLS = ("raw", "smart", "ntu")
 
 def apply_protocol(clips: list[RawClip], protocol: str, skeleton, **options) -> tuple[list[RawClip], dict]:
     """Apply an import protocol to reader output; returns (clips, dataset-level stats)."""
+    check_protocol(protocol)
     if protocol == "raw":
         if options:
             raise ValueError(f"protocol 'raw' takes no options, got {sorted(options)}")
         return list(clips), {}
     if protocol == "smart":
         return _smart(clips, skeleton, **options)
-    if protocol == "ntu":
-        return _ntu(clips, skeleton, **options)
-    raise ValueError(f"unknown protocol {protocol!r}: choose one of {', '.join(PROTOCOLS)}")
+    return _ntu(clips, skeleton, **options)
+
+
+def check_protocol(protocol: str) -> None:
+    """Refuse a protocol name that is not one of `PROTOCOLS`, listing the ones there are."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}: choose one of {', '.join(PROTOCOLS)}")
 
 
 def to_world(motion: np.ndarray, world_meta: dict | None, crop: bool = True) -> np.ndarray:
@@ -220,7 +226,7 @@ def _centre_and_yaw(first_frames, skeleton):
     angle = np.arctan2(-lateral[:, 2], -lateral[:, 0])
     degenerate = np.hypot(lateral[:, 0], lateral[:, 2]) < 1e-9
     angle = np.where(degenerate, 0.0, angle)
-    return centre, _rotation_y(angle), angle
+    return centre, axis_rotation(angle, "y"), angle
 
 
 def _lateral(frame, skeleton):
@@ -302,7 +308,7 @@ def _spine_up_shoulders_x(frame, skeleton):
     if np.hypot(right_minus_left[0], right_minus_left[2]) < 1e-9:
         return tilt
     angle = np.arctan2(-right_minus_left[2], -right_minus_left[0])
-    return _rotation_y(np.array([angle]))[0] @ tilt
+    return axis_rotation(angle, "y") @ tilt
 
 
 def _minimal_rotation(vector, target):
@@ -335,13 +341,6 @@ def _repeat_to_length(frames, length):
 
 
 # ---- shared geometry -----------------------------------------------------------------
-
-def _rotation_y(angle):
-    """(K,) angles -> (K, 3, 3) right-handed rotations about +y."""
-    c, s = np.cos(angle), np.sin(angle)
-    z, o = np.zeros_like(angle), np.ones_like(angle)
-    return np.stack([np.stack([c, z, s], -1), np.stack([z, o, z], -1), np.stack([-s, z, c], -1)], -2)
-
 
 def _rigid(windows, centre, rotation):
     """rotation @ (x - centre) per window, (W, M, T, V, 3); absent persons stay zero."""

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from attacks.core.data.preprocessing import PROTOCOLS, to_fixed_length
+from attacks.core.data.preprocessing import check_protocol, to_fixed_length
 
 
 @dataclass
@@ -66,7 +66,7 @@ def recognizer_inputs(motions, protocol: str, skeleton, num_frames: int, num_per
 
 def fixed_length(motions, protocol: str, num_frames: int, num_persons: int) -> np.ndarray:
     """World-unit motions -> (N, num_persons, num_frames, V, 3) float32, still in world units."""
-    _check(protocol)
+    check_protocol(protocol)
     motions = [np.asarray(m, dtype=np.float32) for m in motions]
     if protocol != "ntu":
         return to_fixed_length(motions, num_frames, num_persons)
@@ -85,7 +85,7 @@ def frame_rates(protocol: str, fps, lengths, num_frames: int) -> np.ndarray:
 
 def normalise(x: torch.Tensor, protocol: str, skeleton) -> torch.Tensor:
     """(N, M, T, V, 3) world -> normalised, per sample and differentiable in `x`."""
-    _check(protocol)
+    check_protocol(protocol)
     present = x.detach().ne(0).flatten(2).any(dim=2)[:, :, None, None, None]  # (N, M, 1, 1, 1)
     if protocol == "ntu":
         centre = x[:, :1, :, skeleton.center_joint][:, :, :, None, :]  # (N, 1, T, 1, 3), per frame
@@ -94,7 +94,7 @@ def normalise(x: torch.Tensor, protocol: str, skeleton) -> torch.Tensor:
     else:
         centre = x[:, 0, 0, skeleton.center_joint][:, None, None, None, :]  # (N, 1, 1, 1, 3)
         centred = x - centre
-        rotation = _rotation_y(*_facing_direction(x[:, 0, 0], skeleton))
+        rotation = rotation_about_y(*_facing_direction(x[:, 0, 0], skeleton))
     turned = torch.einsum("nij,nmtvj->nmtvi", rotation, centred)
     return torch.where(present, turned, torch.zeros_like(turned))
 
@@ -150,7 +150,7 @@ def _spine_up_shoulders_x(frame: torch.Tensor, skeleton) -> torch.Tensor:
     if pair is None:
         return tilt
     upright = torch.einsum("nij,nj->ni", tilt, frame[:, pair[1]] - frame[:, pair[0]])
-    return _rotation_y(*_unit_direction(-upright[:, 0], -upright[:, 2])) @ tilt
+    return rotation_about_y(*_unit_direction(-upright[:, 0], -upright[:, 2])) @ tilt
 
 
 def _minimal_rotation_to_y(vector: torch.Tensor) -> torch.Tensor:
@@ -179,8 +179,9 @@ def _minimal_rotation_to_y(vector: torch.Tensor) -> torch.Tensor:
     return torch.where(null[:, None, None], eye, rotation)
 
 
-def _rotation_y(c: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-    """cos and sin (N,) of the angles -> (N, 3, 3) right-handed rotations about +y."""
+def rotation_about_y(c: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """cos and sin (N,) of the angles -> (N, 3, 3) right-handed rotations about +y (torch, differentiable;
+    `readers.kinematics.axis_rotation` is the numpy builder with the same convention)."""
     z, o = torch.zeros_like(c), torch.ones_like(c)
     return torch.stack([torch.stack([c, z, s], -1), torch.stack([z, o, z], -1), torch.stack([-s, z, c], -1)], -2)
 
@@ -193,8 +194,3 @@ def _cyclic(motion: np.ndarray, num_frames: int, num_persons: int) -> np.ndarray
         if len(frames):
             out[m] = frames[np.arange(num_frames) % len(frames)]
     return out
-
-
-def _check(protocol):
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"unknown protocol {protocol!r}: choose one of {', '.join(PROTOCOLS)}")

@@ -7,6 +7,14 @@ Every class takes the dataset's skeleton and has the constructor
 and `forward(x) -> logits` with x of shape (N, 3, T, V, M), differentiable end to end
 with respect to x. `width=None` is the published configuration; a smaller width
 (base channels) makes a model that trains on a CPU.
+
+Each class also declares its `CPU_PRESET`, beside the model it configures: the reduced
+width that trains it on a 2-core CPU within ten minutes and reaches the accuracies
+reported by experiments/gtu_accuracy.py on GTU3DActions (one person), with the training
+settings it was tuned with. Keys are constructor keywords (`width`, `num_frames`, which
+also sets the clip length the data is resampled to) and `train()` keywords
+(`attacks.core.training.loop.split_preset` separates them). CPU seconds per epoch (355
+clips, one thread) were measured before choosing widths.
 """
 from importlib import import_module
 
@@ -31,3 +39,13 @@ def recognizer_class(arch: str):
 
 def build_recognizer(arch: str, skeleton, num_classes: int, **kwargs):
     return recognizer_class(arch)(skeleton, num_classes, **kwargs)
+
+
+def cpu_preset(arch: str) -> dict:
+    """A copy of the CPU preset `arch`'s class declares."""
+    return dict(recognizer_class(arch).CPU_PRESET)
+
+
+def cpu_presets() -> dict[str, dict]:
+    """Every architecture's CPU preset, in registry order."""
+    return {arch: cpu_preset(arch) for arch in ARCHITECTURES}

@@ -34,13 +34,20 @@ Public API (stable; other recognizers import it):
         forward(x, *gcn_args) -> ReLU(tcn(gcn(x, *gcn_args)) + residual(x))
     DataBatchNorm(in_channels, num_joints, num_persons)
         (N, C, T, V, M) -> same shape, BatchNorm1d over the M*V*C input features
+    shortcut(in_channels, out_channels, stride=1, residual=True) -> module or None
+        a block's residual branch: none, identity, or a strided 1x1 TemporalConv
     init_conv(conv), init_bn(bn, scale)  -- the initialisations the blocks use
+    GCN_TRAINING  -- the train() settings the graph-convolutional CPU presets share
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
 from torch import nn
+
+# The training settings every graph-convolutional recognizer's CPU_PRESET shares: SGD
+# with Nesterov momentum and weight decay, as the GCN papers train, after a short warm-up.
+GCN_TRAINING = dict(batch_size=16, lr=0.05, optimizer="sgd", weight_decay=5e-4, warmup_epochs=2)
 
 
 def init_conv(conv: nn.Module) -> None:
@@ -191,12 +198,7 @@ class MultiScaleTemporalConv(nn.Module):
         ))
         branches.append(_pointwise(in_channels, w_point, stride=stride))
         self.branches = nn.ModuleList(branches)
-        if not residual:
-            self.residual = None
-        elif in_channels == out_channels and stride == 1:
-            self.residual = nn.Identity()
-        else:
-            self.residual = TemporalConv(in_channels, out_channels, kernel_size=1, stride=stride)
+        self.residual = shortcut(in_channels, out_channels, stride, residual)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = torch.cat([b(x) for b in self.branches], dim=1)
@@ -277,12 +279,7 @@ class STBlock(nn.Module):
                  stride: int = 1, residual: bool = True, dropout: float = 0.0):
         super().__init__()
         self.gcn, self.tcn = gcn, tcn
-        if not residual:
-            self.residual = None
-        elif in_channels == out_channels and stride == 1:
-            self.residual = nn.Identity()
-        else:
-            self.residual = TemporalConv(in_channels, out_channels, kernel_size=1, stride=stride)
+        self.residual = shortcut(in_channels, out_channels, stride, residual)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.relu = nn.ReLU()
 
@@ -318,6 +315,16 @@ class DataBatchNorm(nn.Module):
         return y.reshape(n, m, v, c, t).permute(0, 3, 4, 2, 1)
 
 
+def shortcut(in_channels: int, out_channels: int, stride: int = 1, residual: bool = True) -> nn.Module | None:
+    """A block's residual branch: None without one, the identity where the shapes already
+    match, else a strided 1x1 temporal convolution (with BatchNorm) to the output's shape."""
+    if not residual:
+        return None
+    if in_channels == out_channels and stride == 1:
+        return nn.Identity()
+    return TemporalConv(in_channels, out_channels, kernel_size=1, stride=stride)
+
+
 def _pointwise(in_channels: int, out_channels: int, stride: int = 1) -> nn.Sequential:
     conv = nn.Conv2d(in_channels, out_channels, 1, stride=(stride, 1))
     bn = nn.BatchNorm2d(out_channels)
@@ -328,5 +335,5 @@ def _pointwise(in_channels: int, out_channels: int, stride: int = 1) -> nn.Seque
 
 __all__ = [
     "graph_aggregate", "GraphConv", "TemporalConv", "MultiScaleTemporalConv", "CTRGC", "CTRGraphConv",
-    "STBlock", "DataBatchNorm", "init_conv", "init_bn",
+    "STBlock", "DataBatchNorm", "shortcut", "init_conv", "init_bn", "GCN_TRAINING",
 ]

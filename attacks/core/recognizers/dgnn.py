@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from attacks.core.recognizers.blocks import DataBatchNorm, TemporalConv, init_bn, init_conv
+from attacks.core.recognizers.blocks import GCN_TRAINING, DataBatchNorm, TemporalConv, init_bn, init_conv, shortcut
 from attacks.core.recognizers.streams import bone_stream, motion_stream
 
 PUBLISHED_WIDTH = 64
@@ -50,6 +50,8 @@ def incidence_matrices(skeleton) -> tuple[np.ndarray, np.ndarray]:
 
 
 class DGNN(nn.Module):
+    CPU_PRESET = dict(width=16, num_frames=32, epochs=30, **GCN_TRAINING)
+
     def __init__(self, skeleton, num_classes, num_persons=2, num_frames=64, width=None, in_channels=3,
                  motion=False):
         super().__init__()
@@ -128,13 +130,8 @@ class DGNBlock(nn.Module):
         init_bn(self.bn_e)
         self.tcn_v = TemporalConv(c_out, c_out, kernel_size=9, stride=stride)
         self.tcn_e = TemporalConv(c_out, c_out, kernel_size=9, stride=stride)
-        if not residual:
-            self.res_v = self.res_e = None
-        elif c_in == c_out and stride == 1:
-            self.res_v = self.res_e = nn.Identity()
-        else:
-            self.res_v = TemporalConv(c_in, c_out, kernel_size=1, stride=stride)
-            self.res_e = TemporalConv(c_in, c_out, kernel_size=1, stride=stride)
+        self.res_v = shortcut(c_in, c_out, stride, residual)
+        self.res_e = shortcut(c_in, c_out, stride, residual)
         self.relu = nn.ReLU()
 
     def forward(self, fv: torch.Tensor, fe: torch.Tensor):

@@ -36,6 +36,9 @@ LIMBS = ("left_arm", "right_arm", "left_leg", "right_leg")
 
 
 class HRNN(nn.Module):
+    CPU_PRESET = dict(width=16, num_frames=64, epochs=50, batch_size=16, lr=1e-3, optimizer="adam", weight_decay=0.0,
+                      warmup_epochs=2, grad_clip=5.0)
+
     def __init__(self, skeleton, num_classes, num_persons=2, num_frames=64, width=None, in_channels=3):
         super().__init__()
         parts = body_parts(skeleton)

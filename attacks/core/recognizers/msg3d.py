@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from attacks.core.recognizers import graph
-from attacks.core.recognizers.blocks import DataBatchNorm, MultiScaleTemporalConv, init_bn, init_conv
+from attacks.core.recognizers.blocks import GCN_TRAINING, DataBatchNorm, MultiScaleTemporalConv, init_bn, init_conv
 from attacks.core.recognizers.streams import bone_stream
 
 PUBLISHED_WIDTH = 96
@@ -45,6 +45,8 @@ G3D_WINDOWS = (3, 5)
 
 
 class MSG3D(nn.Module):
+    CPU_PRESET = dict(width=6, num_frames=32, epochs=30, **GCN_TRAINING)
+
     def __init__(self, skeleton, num_classes, num_persons=2, num_frames=64, width=None, in_channels=3):
         super().__init__()
         self.skeleton = skeleton

@@ -32,6 +32,9 @@ PUBLISHED_WIDTH = 64
 
 
 class SGN(nn.Module):
+    CPU_PRESET = dict(width=16, num_frames=64, epochs=50, batch_size=16, lr=1e-3, optimizer="adam", weight_decay=1e-4,
+                      warmup_epochs=2)
+
     def __init__(self, skeleton, num_classes, num_persons=2, num_frames=64, width=None, in_channels=3):
         super().__init__()
         base = PUBLISHED_WIDTH if width is None else int(width)

@@ -37,7 +37,7 @@ from torch import nn
 from attacks.core.skeletons import get_skeleton
 
 from attacks.core.recognizers.blocks import (
-    CTRGraphConv, DataBatchNorm, GraphConv, MultiScaleTemporalConv, STBlock, TemporalConv, graph_aggregate,
+    GCN_TRAINING, CTRGraphConv, DataBatchNorm, GraphConv, MultiScaleTemporalConv, STBlock, TemporalConv, graph_aggregate,
     init_conv,
 )
 from attacks.core.recognizers.graph import adjacency_partitions
@@ -216,6 +216,8 @@ class SkeletonRecognizer(nn.Module):
 class STGCN(SkeletonRecognizer):
     """ST-GCN (Yan et al. 2018): spatial partitions, edge importance, 9x1 temporal convs."""
 
+    CPU_PRESET = dict(width=16, num_frames=64, epochs=40, **GCN_TRAINING)
+
     def __init__(self, skeleton, num_classes, num_persons=2, num_frames=64, width=None, in_channels=3,
                  num_blocks=10, dropout=0.0, streams=("joint",), **kwargs):
         super().__init__(skeleton, num_classes, streams=streams, unit="stgcn", num_persons=num_persons,
@@ -226,6 +228,8 @@ class STGCN(SkeletonRecognizer):
 class AGCN2s(SkeletonRecognizer):
     """2s-AGCN (Shi et al. 2019): adaptive graph A + B + C(x); joint and bone streams,
     the bone stream computed from x inside the model; logits summed."""
+
+    CPU_PRESET = dict(width=8, num_frames=64, epochs=30, **GCN_TRAINING)
 
     def __init__(self, skeleton, num_classes, num_persons=2, num_frames=64, width=None, in_channels=3,
                  num_blocks=10, dropout=0.0, streams=("joint", "bone"), **kwargs):
@@ -239,6 +243,8 @@ class ASGCN(SkeletonRecognizer):
     actional links; 9 blocks (64x3, 128x3, 256x3). The future-pose prediction head, a
     training-time regulariser in the paper, is omitted."""
 
+    CPU_PRESET = dict(width=12, num_frames=64, epochs=30, **GCN_TRAINING)
+
     def __init__(self, skeleton, num_classes, num_persons=2, num_frames=64, width=None, in_channels=3,
                  num_blocks=9, dropout=0.0, streams=("joint",), max_hop=3, double_at=(1 / 3, 2 / 3), **kwargs):
         super().__init__(skeleton, num_classes, streams=streams, unit="asgcn", num_persons=num_persons,
@@ -250,6 +256,8 @@ class CTRGCN(SkeletonRecognizer):
     """CTR-GCN (Chen et al. 2021): channel-wise topology refinement and multi-scale temporal
     convolution; joint and bone streams by default (add "joint_motion", "bone_motion" for
     the four-stream ensemble), computed inside the model and summed."""
+
+    CPU_PRESET = dict(width=8, num_frames=32, epochs=30, **GCN_TRAINING)
 
     def __init__(self, skeleton, num_classes, num_persons=2, num_frames=64, width=None, in_channels=3,
                  num_blocks=10, dropout=0.0, streams=("joint", "bone"), **kwargs):

@@ -17,16 +17,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from statsmodels.stats.proportion import proportion_confint
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from statsmodels.stats.proportion import proportion_confint  # noqa: E402
-
-from attacks.core.reporting import records  # noqa: E402
-from attacks.core.reporting.figures import save_figure  # noqa: E402
+from attacks.core.reporting import records
+from attacks.core.reporting.figures import pyplot, save_figure
 
 REFERENCE_METHOD = "smart"
 BASELINES = ("smart", "iaa", "ciasa")
@@ -97,8 +93,8 @@ def pairwise_matched(runs, samples, reference: str = REFERENCE_METHOD) -> pd.Dat
             both = set(pair_ok["clip_id"]) & set(ok["clip_id"])
             row = {"recognizer": recognizer, "dataset": r.dataset, "attack": attack, "reference": reference,
                    "method": r.method, "matched": len(both),
-                   "reference_success": records.rate(len(pair_ok), len(pair_s)),
-                   "method_success": records.rate(int(r.succeeded), int(r.attacked)),
+                   "reference_success": records.success_rate(len(pair_ok), len(pair_s)),
+                   "method_success": records.success_rate(int(r.succeeded), int(r.attacked)),
                    "method_budget": r.budget if "budget" in chosen.columns else np.nan}
             for prefix, rows_ in (("reference", pair_ok), ("method", ok)):
                 means = records.metric_means(rows_[rows_["clip_id"].isin(both)])
@@ -126,7 +122,7 @@ def table4_paper(upper: pd.DataFrame, attack: str = "AB") -> pd.DataFrame:
                 records.MISSING
         for m in ("iaa", "ciasa"):
             b = by.loc[m, "budget"] if m in by.index and "budget" in by else np.nan
-            row[f"{m.upper()} epsilon"] = records.MISSING if records.isnan(b) else f"{float(b):g}"
+            row[f"{m.upper()} epsilon"] = records.MISSING if records.is_missing(b) else f"{float(b):g}"
         cal = [m for m in ("iaa", "ciasa") if m in by.index and bool(by.loc[m].get("calibrated", False))]
         row["calibrated"] = ", ".join(cal) if cal else "no"
         rows.append(row)
@@ -151,7 +147,7 @@ def calibration_table(runs, samples) -> pd.DataFrame:
         c = cal.get("chosen", {})
         k = int(hit["succeeded"].iloc[0]) if len(hit) else c.get("succeeded", 0)
         n = int(hit["attacked"].iloc[0]) if len(hit) else c.get("attacked", 0)
-        rate = records.rate(k, n)
+        rate = records.success_rate(k, n)
         lo, hi = wilson(k, n)
         diff = 100 * (rate - cal["reference_success"])
         rows.append({"recognizer": r.recognizer, "method": r.method, "attack": records.attack_name(r.strategy, r.top_n),
@@ -204,7 +200,7 @@ def success_curves(runs, samples) -> pd.DataFrame:
         s = samples[samples["run_id"] == r.run_id]
         if not len(s):
             continue
-        budget = int(r.iteration_budget) if not records.isnan(getattr(r, "iteration_budget", np.nan)) else \
+        budget = int(r.iteration_budget) if not records.is_missing(getattr(r, "iteration_budget", np.nan)) else \
             int(s["iterations"].max())
         won = np.sort(s.loc[s["success"].astype(bool), "iterations"].astype(int).to_numpy())
         grid = np.arange(budget + 1)
@@ -233,7 +229,7 @@ def per_class_success(runs, samples) -> pd.DataFrame:
                          "succeeded": int(g["success"].astype(bool).sum())})
     df = pd.DataFrame(rows, columns=["recognizer", "method", "attack", "run_id", "label", "class", "attacked",
                                      "succeeded"])
-    df["success_rate"] = records.rate(df["succeeded"], df["attacked"])
+    df["success_rate"] = records.success_rate(df["succeeded"], df["attacked"])
     return with_intervals(df)
 
 
@@ -253,7 +249,7 @@ def budget_sweep(runs, samples, attack: str = "AB") -> pd.DataFrame:
     runs["parameter"] = runs["method"].map(lambda m: "epsilon" if m in ("iaa", "ciasa") else "lr")
     runs = runs.sort_values(["attacked", "run_id"], ascending=False).drop_duplicates(
         ["recognizer", "method", "budget"])
-    runs["success_rate"] = records.rate(runs["succeeded"], runs["attacked"])
+    runs["success_rate"] = records.success_rate(runs["succeeded"], runs["attacked"])
     runs["calibrated"] = runs["calibrated"].fillna(False).astype(bool)
     out = runs[["recognizer", "method", "attack", "parameter", "budget", "run_id", "succeeded", "attacked",
                 "success_rate", "calibrated"]].sort_values(["recognizer", "method", "budget"], kind="stable")
@@ -266,7 +262,7 @@ def budget_sweep(runs, samples, attack: str = "AB") -> pd.DataFrame:
 def success_curve_figure(curves: pd.DataFrame, recognizer: str, path) -> Path:
     """Success (%) against iteration, one line per method and attack of `recognizer`."""
     data = curves[curves["recognizer"] == recognizer]
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    fig, ax = pyplot().subplots(figsize=(5.5, 3.6))
     for (method, attack), g in data.groupby(["method", "attack"], sort=True):
         ax.step(g["iteration"], 100 * g["success_rate"], where="post", label=f"{method} {attack}")
     ax.set_xlabel("iteration")
@@ -275,14 +271,14 @@ def success_curve_figure(curves: pd.DataFrame, recognizer: str, path) -> Path:
     ax.set_title(f"{recognizer}: success against iteration", fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    return save_figure(fig, path)
+    return save_figure(fig, path, dpi=110)
 
 
 def budget_sweep_figure(sweep: pd.DataFrame, recognizer: str, path) -> Path:
     """Success (%) with its Wilson interval against ε (IAA, CIASA) and against lr (SMART), log x."""
     data = sweep[sweep["recognizer"] == recognizer]
     params = [p for p in ("epsilon", "lr") if (data["parameter"] == p).any()] or ["epsilon"]
-    fig, axes = plt.subplots(1, len(params), figsize=(4.6 * len(params), 3.6), squeeze=False)
+    fig, axes = pyplot().subplots(1, len(params), figsize=(4.6 * len(params), 3.6), squeeze=False)
     for ax, param in zip(axes[0], params):
         for method, g in data[data["parameter"] == param].groupby("method", sort=True):
             y = 100 * g["success_rate"].to_numpy()
@@ -298,4 +294,4 @@ def budget_sweep_figure(sweep: pd.DataFrame, recognizer: str, path) -> Path:
         ax.legend(fontsize=7)
     fig.suptitle(f"{recognizer}: success against budget (circled: calibrated)", fontsize=9)
     fig.tight_layout()
-    return save_figure(fig, path)
+    return save_figure(fig, path, dpi=110)

@@ -101,7 +101,7 @@ def attack_name(strategy: str, top_n=None) -> str:
     if strategy == "ab":
         return "AB"
     if strategy == "abn":
-        return f"AB{int(top_n) if top_n is not None and not isnan(top_n) else 3}"
+        return f"AB{int(top_n) if top_n is not None and not is_missing(top_n) else 3}"
     if strategy == "sa":
         return "SA"
     return strategy.upper()
@@ -127,7 +127,7 @@ def row_labels(long: pd.DataFrame) -> dict[str, str]:
     return {r: (r if c else a) for r, a, c in zip(pairs["recognizer"], pairs["arch"], clash)}
 
 
-def rate(succeeded, attacked):
+def success_rate(succeeded, attacked):
     if np.isscalar(attacked):
         return float(succeeded) / attacked if attacked else float("nan")
     s = pd.Series(succeeded, dtype=float)
@@ -148,7 +148,7 @@ def nanmean(x) -> float:
     return float(x.mean()) if x.size else float("nan")
 
 
-def isnan(x) -> bool:
+def is_missing(x) -> bool:
     try:
         return x is None or math.isnan(float(x))
     except (TypeError, ValueError):

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from attacks.core.reporting.records import MISSING, isnan
+from attacks.core.reporting.records import MISSING, is_missing
 
 
 def write_tables(tables: dict[str, pd.DataFrame], out_dir) -> list[Path]:
@@ -118,7 +118,7 @@ TABLE_TITLES = {
 
 
 def _format(value, digits: int) -> str:
-    if isnan(value) and not isinstance(value, str):
+    if is_missing(value) and not isinstance(value, str):
         return MISSING
     if isinstance(value, (float, np.floating)):
         return f"{value:.{digits}g}"

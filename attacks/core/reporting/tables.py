@@ -13,8 +13,8 @@ import pandas as pd
 
 from attacks.core.reporting import protocol
 from attacks.core.reporting.records import (
-    METRICS, MISSING, RUN_COLUMNS, SAMPLE_COLUMNS, TRANSFER_COLUMNS, attack_order, frame, isnan, method_order,
-    metric_means, rate, row_labels, select_runs,
+    METRICS, MISSING, RUN_COLUMNS, SAMPLE_COLUMNS, TRANSFER_COLUMNS, attack_order, frame, is_missing, method_order,
+    metric_means, success_rate, row_labels, select_runs,
 )
 
 
@@ -60,10 +60,10 @@ def success_table(runs, samples, method: str = "smart") -> pd.DataFrame:
     those the attack loop judged successful when it froze them."""
     chosen = select_runs(runs, samples)
     chosen = chosen[chosen["method"] == method].copy()
-    chosen["success_rate"] = rate(chosen["succeeded"], chosen["attacked"])
+    chosen["success_rate"] = success_rate(chosen["succeeded"], chosen["attacked"])
     chosen["order"] = chosen["attack"].map(attack_order)
     chosen = chosen.sort_values(["dataset", "arch", "recognizer", "order"], kind="stable")
-    chosen["success_rate_in_loop"] = rate(chosen["succeeded_in_loop"], chosen["attacked"])
+    chosen["success_rate_in_loop"] = success_rate(chosen["succeeded_in_loop"], chosen["attacked"])
     chosen = protocol.with_intervals(chosen)
     cols = ["recognizer", "arch", "dataset", "test_accuracy", "attack", "method", "preset", "precision", "run_id",
             "total", "skipped", "attacked", "succeeded", "success_rate", "ci_low", "ci_high", "succeeded_in_loop",
@@ -89,7 +89,7 @@ def table1(long: pd.DataFrame) -> pd.DataFrame:
                 row.update({f"{d} clean": MISSING, **{f"{d} {a}": MISSING for a in attacks}})
             rows.append(row)
         acc = group["test_accuracy"].iloc[0]
-        if not isnan(acc):
+        if not is_missing(acc):
             row[f"{dataset} clean"] = f"{100 * acc:.2f}"
             sums.setdefault(f"{dataset} clean", []).append(acc)
         for r in group.itertuples():
@@ -146,7 +146,7 @@ def transfer_table(runs, samples, transfers, attack: str = "AB", method: str = "
                          "all_samples": len(group), "succeeded_all": int(success.sum()),
                          "in_target_training": int(seen[keep].sum()), **engine})
     out = pd.DataFrame(rows, columns=[c for c in cols if c != "success_rate"])
-    out["success_rate"] = rate(out["succeeded"], out["attacked"])
+    out["success_rate"] = success_rate(out["succeeded"], out["attacked"])
     out = protocol.with_intervals(out)
     return out[[*cols[:5], "ci_low", "ci_high", *cols[5:]]]
 
@@ -181,7 +181,7 @@ def method_comparison(runs, samples) -> pd.DataFrame:
             upper.append({"recognizer": recognizer, "arch": r.arch, "dataset": r.dataset, "attack": attack,
                           "method": r.method, "budget": r.budget, "calibrated": bool(r.calibrated),
                           "attacked": r.attacked, "succeeded": r.succeeded,
-                          "success_rate": rate(r.succeeded, r.attacked), **metric_means(ok),
+                          "success_rate": success_rate(r.succeeded, r.attacked), **metric_means(ok),
                           "engine": r.engine, "outdated": r.outdated})
     metric_cols = ["iterations_to_success", *METRICS]
     cols = ["recognizer", "arch", "dataset", "attack", "method", "budget", "calibrated", "attacked", "succeeded",
@@ -192,10 +192,10 @@ def method_comparison(runs, samples) -> pd.DataFrame:
 def _engine_note(row) -> str:
     """' [engine N]' for a row of an outdated run (included on request), else ''."""
     outdated = getattr(row, "outdated", False)
-    if isnan(outdated) or not bool(outdated):
+    if is_missing(outdated) or not bool(outdated):
         return ""
     engine = getattr(row, "engine", None)
-    return f" [engine {MISSING if engine is None or isnan(engine) else int(engine)}]"
+    return f" [engine {MISSING if engine is None or is_missing(engine) else int(engine)}]"
 
 
 def _cell(succeeded, attacked) -> str:

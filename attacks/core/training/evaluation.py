@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from attacks.core.motion import to_model_input
+from attacks.core.reporting.figures import pyplot, save_figure
 
 
 @torch.no_grad()
@@ -80,7 +81,7 @@ def confusion_matrix(y_true, y_pred, num_classes: int | None = None) -> np.ndarr
 
 def confusion_matrix_figure(cm, class_names, path, normalise: bool = True, title: str | None = None) -> Path:
     """Save a confusion-matrix heat map (rows normalised to recall unless told otherwise)."""
-    plt = _pyplot()
+    plt = pyplot()
     cm = np.asarray(cm, dtype=np.float64)
     shown = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1) if normalise else cm
     n = len(class_names)
@@ -98,25 +99,10 @@ def confusion_matrix_figure(cm, class_names, path, normalise: bool = True, title
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="recall" if normalise else "count")
     if title:
         ax.set_title(title)
-    fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _as_predictions(scores) -> np.ndarray:
     scores = np.asarray(scores)
     return scores.argmax(axis=1) if scores.ndim == 2 else scores
 
-
-def _pyplot():
-    import matplotlib
-    matplotlib.use("Agg")  # files only; never open a window (servers, CI)
-    import matplotlib.pyplot as plt
-    return plt
-
-
-def _save(fig, path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    _pyplot().close(fig)
-    return path

@@ -1,4 +1,4 @@
-"""Training a recognizer: the loop, the checkpoints, the augmentation, the CPU presets.
+"""Training a recognizer: the loop, the checkpoints, the augmentation.
 
 Attacks are only as meaningful as the recognizers they fool, so every recognizer in the
 project is trained by this one loop and selected the same way: the weights kept are
@@ -24,37 +24,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from attacks.core.training.evaluation import _pyplot, _save, confusion_matrix_figure, predict_logits  # noqa: F401
+from attacks.core.data.protocol_view import rotation_about_y
 from attacks.core.motion import to_model_input
 from attacks.core.progress import note, steps
+from attacks.core.recognizers import cpu_presets
+from attacks.core.reporting.figures import pyplot, save_figure
+from attacks.core.training.evaluation import predict_logits
 
 LAST_CHECKPOINT = "last.pt"
 BEST_CHECKPOINT = "best.pt"
 CHECKPOINT_FORMAT = 1
 
-# Reduced-width settings that train each architecture on a 2-core CPU within ten minutes
-# and reach the accuracies reported by experiments/gtu_accuracy.py on GTU3DActions (one
-# person). Keys are model constructor keywords (MODEL_KEYS; `num_frames` also sets the
-# clip length the data is resampled to) and `train()` keywords; `split_preset` separates them.
-# CPU seconds per epoch (355 clips, one thread) were measured before choosing widths.
-CPU_PRESETS: dict[str, dict] = {
-    "stgcn": dict(width=16, num_frames=64, epochs=40, batch_size=16, lr=0.05, optimizer="sgd",
-                  weight_decay=5e-4, warmup_epochs=2),
-    "agcn": dict(width=8, num_frames=64, epochs=30, batch_size=16, lr=0.05, optimizer="sgd",
-                 weight_decay=5e-4, warmup_epochs=2),
-    "asgcn": dict(width=12, num_frames=64, epochs=30, batch_size=16, lr=0.05, optimizer="sgd",
-                  weight_decay=5e-4, warmup_epochs=2),
-    "ctrgcn": dict(width=8, num_frames=32, epochs=30, batch_size=16, lr=0.05, optimizer="sgd",
-                   weight_decay=5e-4, warmup_epochs=2),
-    "msg3d": dict(width=6, num_frames=32, epochs=30, batch_size=16, lr=0.05, optimizer="sgd",
-                  weight_decay=5e-4, warmup_epochs=2),
-    "dgnn": dict(width=16, num_frames=32, epochs=30, batch_size=16, lr=0.05, optimizer="sgd",
-                 weight_decay=5e-4, warmup_epochs=2),
-    "sgn": dict(width=16, num_frames=64, epochs=50, batch_size=16, lr=1e-3, optimizer="adam",
-                weight_decay=1e-4, warmup_epochs=2),
-    "hrnn": dict(width=16, num_frames=64, epochs=50, batch_size=16, lr=1e-3, optimizer="adam",
-                 weight_decay=0.0, warmup_epochs=2, grad_clip=5.0),
-}
+# Each architecture's reduced-width settings, declared beside its class (`CPU_PRESET`).
+CPU_PRESETS: dict[str, dict] = cpu_presets()
 MODEL_KEYS = ("width", "num_frames", "num_blocks", "dropout", "streams")
 
 
@@ -86,8 +68,7 @@ class Augmentation:
         keep = self.crop[0] + u[:, 2] * (self.crop[1] - self.crop[0])
         start = u[:, 3] * (1 - keep) * (T - 1)
 
-        cos, sin, zero, one = torch.cos(angle), torch.sin(angle), torch.zeros(N, dtype=torch.float64), torch.ones(N, dtype=torch.float64)
-        rot = torch.stack([cos, zero, sin, zero, one, zero, -sin, zero, cos], 1).view(N, 3, 3)
+        rot = rotation_about_y(torch.cos(angle), torch.sin(angle))
         rot = (rot * scale[:, None, None]).to(device=X.device, dtype=X.dtype)
         X = torch.einsum("nij,nmtvj->nmtvi", rot, X)
 
@@ -244,7 +225,7 @@ def load_best(model: torch.nn.Module, checkpoint_dir) -> dict:
 
 def learning_curve_figure(history: list[dict], path, title: str | None = None) -> Path:
     """Save loss and accuracy per epoch (train vs validation) side by side; the best epoch marked."""
-    plt = _pyplot()
+    plt = pyplot()
     epochs = [r["epoch"] for r in history]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
     for ax, key in ((ax_loss, "loss"), (ax_acc, "acc")):
@@ -261,8 +242,7 @@ def learning_curve_figure(history: list[dict], path, title: str | None = None) -
     ax_acc.legend(loc="lower right")
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # --- the loop's parts ---------------------------------------------------------------

@@ -1,8 +1,9 @@
 from django.core.management.base import BaseCommand, CommandError
 
+from attacks.core.methods import STRATEGIES
 from attacks.services.calibration import BUDGET_PARAMETER, calibrate_budget, default_reference, sweep_budget
 from attacks.models import GenerationRun
-from attacks.services.recognition import RecognitionError
+from attacks.core.errors import AttacksError
 
 from attacks.management.commands._options import add_list_option, parse_key_values, recognizer_named, split_values
 
@@ -18,7 +19,7 @@ class Command(BaseCommand):
         add_list_option(parser, "--method", default=None, help="Methods to calibrate (default iaa and ciasa)")
         parser.add_argument("--reference", type=int, metavar="RUN_ID",
                             help="Run whose success to match (default: the recognizer's SMART run of --strategy)")
-        parser.add_argument("--strategy", default="ab", choices=["ab", "abn", "sa"])
+        parser.add_argument("--strategy", default="ab", choices=STRATEGIES)
         parser.add_argument("--tolerance", type=float, default=0.01,
                             help="Goal = reference success minus this (a rate, default 0.01)")
         parser.add_argument("--ratio", type=float, default=10.0, help="step_size = epsilon / RATIO")
@@ -75,7 +76,7 @@ class Command(BaseCommand):
                         f"{chosen.succeeded}/{chosen.attacked} ({100 * chosen.rate:.1f}%) against reference run "
                         f"{reference.pk} ({reference.method}, goal {100 * result.goal:.1f}%); run {chosen.run_id} "
                         f"after {len(result.points)} budgets"))
-        except (RecognitionError, ValueError) as e:
+        except (AttacksError, ValueError) as e:
             raise CommandError(str(e)) from e
 
     @staticmethod

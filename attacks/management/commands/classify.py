@@ -6,7 +6,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from attacks.core.training.evaluation import predict, top_k
 from attacks.models import Recognizer
-from attacks.services.recognition import RecognitionError, load_model, recognizer_inputs
+from attacks.core.errors import AttacksError
+from attacks.services.recognition import load_model, recognizer_inputs
 
 
 class Command(BaseCommand):
@@ -27,7 +28,7 @@ class Command(BaseCommand):
             model = load_model(record)
         except Recognizer.DoesNotExist:
             raise CommandError(f"no recognizer named {o['recognizer']!r}") from None
-        except RecognitionError as e:
+        except AttacksError as e:
             raise CommandError(str(e)) from e
         # World units (or already normalised) in; the recognizer's own protocol view out. Read and
         # classified CHUNK clips at a time (whole batches of `predict`: the same batches as at once).

@@ -53,7 +53,7 @@ class Command(BaseCommand):
                          stdout=self.stdout)
 
         name = f"{dataset}-{o['arch']}"
-        if not Recognizer.objects.filter(name=name, status="ready").exists():
+        if not Recognizer.objects.filter(name=name, status=Recognizer.Status.READY).exists():
             self._step(f"training {o['arch']} on {dataset} ({o['epochs']} epochs)")
             extra = {k: o[k] for k in ("width", "frames") if o[k] is not None}
             call_command("train_recognizer", dataset=dataset, arch=o["arch"], name=name, epochs=o["epochs"],

@@ -4,11 +4,11 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db.models import F
 
 from attacks.services.generation import generate_samples, generation_config, transfer_samples
-from attacks.core.methods import METHODS, Numerics
+from attacks.core.methods import METHODS, STRATEGIES, Numerics
 from attacks.core.methods.numerics import COMPILE_MIN_CLIPS
 from attacks.core.methods.smart import DEFAULT_PRESET, PRESETS
 from attacks.models import Recognizer, TransferResult
-from attacks.services.recognition import RecognitionError
+from attacks.core.errors import AttacksError
 
 from attacks.management.commands._options import parse_key_values, recognizer_named
 
@@ -20,7 +20,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--recognizer", required=True)
         parser.add_argument("--method", required=True, choices=METHODS)
-        parser.add_argument("--strategy", default="ab", choices=["ab", "abn", "sa"])
+        parser.add_argument("--strategy", default="ab", choices=STRATEGIES)
         parser.add_argument("--top-n", type=int, default=3, help="ABN: success when the true label leaves the top N")
         parser.add_argument("--target", help="SA: a label index, or 'random' (default) for a seeded draw")
         parser.add_argument("--iterations", type=int, default=300)
@@ -89,7 +89,7 @@ class Command(BaseCommand):
                 if missing:
                     raise CommandError(f"no recognizer named {', '.join(sorted(missing))}")
                 transfer_samples(run.samples.all(), targets, device=o["device"], progress=not o["no_progress"])
-        except RecognitionError as e:
+        except AttacksError as e:
             raise CommandError(str(e)) from e
         n = run.done
         stored_ok = run.samples.filter(success=True).count()

@@ -1,6 +1,8 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from attacks.services.importing import ImportFailed, import_dataset
+from attacks.core.errors import AttacksError
+from attacks.services.importing import import_dataset
+from attacks.core.data.preprocessing import PROTOCOLS
 from attacks.core.data.readers import FORMATS
 
 from attacks.management.commands._options import parse_key_values
@@ -14,7 +16,7 @@ class Command(BaseCommand):
         parser.add_argument("path", help="File, folder or file list; for `synthetic`, a spec such as classes=6,clips=20")
         parser.add_argument("--name", required=True)
         parser.add_argument("--skeleton", help="ntu25, cmu25 or a JSON skeleton file (default: the format's own)")
-        parser.add_argument("--protocol", default="raw", choices=["raw", "smart", "ntu"])
+        parser.add_argument("--protocol", default="raw", choices=PROTOCOLS)
         parser.add_argument("--units", help="BVH/ASF length unit: asf, cm, mm, m, inch or metres per unit")
         parser.add_argument("--reader-option", action="append", metavar="KEY=VALUE", default=[])
         parser.add_argument("--protocol-option", action="append", metavar="KEY=VALUE", default=[],
@@ -30,7 +32,7 @@ class Command(BaseCommand):
             result = import_dataset(o["format"], o["path"], o["name"], skeleton=o["skeleton"],
                                     protocol=o["protocol"], reader_options=reader_options,
                                     protocol_options=protocol_options, progress=not o["no_progress"])
-        except ImportFailed as e:
+        except AttacksError as e:
             raise CommandError(f"import failed, nothing was written: {e}") from e
         ds = result.dataset
         if result.unchanged:

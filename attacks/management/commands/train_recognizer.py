@@ -1,7 +1,8 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from attacks.models import Dataset
-from attacks.services.recognition import RecognitionError, train_recognizer
+from attacks.core.errors import AttacksError
+from attacks.services.recognition import train_recognizer
 from attacks.core.recognizers import ARCHITECTURES
 
 
@@ -38,7 +39,7 @@ class Command(BaseCommand):
                 width=width, device=o["device"], seed=o["seed"],
                 val_fraction=o["val_fraction"], test_fraction=o["test_fraction"], split_method=o["split"],
                 num_frames=o["frames"], progress=not o["no_progress"])
-        except RecognitionError as e:
+        except AttacksError as e:
             raise CommandError(str(e)) from e
         self.stdout.write(self.style.SUCCESS(
             f"recognizer {record.name!r} ({record.arch}, {record.num_parameters:,} parameters): "

@@ -2,7 +2,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from attacks.services.generation import transfer_samples
 from attacks.models import AdversarialSample, Recognizer
-from attacks.services.recognition import RecognitionError
+from attacks.core.errors import AttacksError
 
 
 class Command(BaseCommand):
@@ -23,6 +23,6 @@ class Command(BaseCommand):
         samples = AdversarialSample.objects.matching(o["source"], o["method"], o["strategy"])
         try:
             n = transfer_samples(samples, targets, device=o["device"])
-        except RecognitionError as e:
+        except AttacksError as e:
             raise CommandError(str(e)) from e
         self.stdout.write(self.style.SUCCESS(f"judged {n} new sample/recognizer pairs"))

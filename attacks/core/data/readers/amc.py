@@ -26,7 +26,7 @@ from attacks.core.skeletons import get_skeleton
 from attacks.core.data.readers.base import RawClip, ReaderError, files_with_suffix
 from attacks.core.data.readers.kinematics import (
     END_SITE_SUFFIX, INCH, Rig, check_body_height, clip_naming, euler_to_matrix, forward_kinematics,
-    match_joints, metres_per_unit, rest_positions, vertical_axis, z_up_to_y_up,
+    match_joints, metres_per_unit, parse_numbers, rest_positions, vertical_axis, z_up_to_y_up,
 )
 
 DEFAULT_FPS = 120.0  # the Acclaim/Vicon rate of CMU and HDM05 when the file name does not say
@@ -151,7 +151,7 @@ def parse_asf(path) -> AcclaimSkeleton:
     length_unit, degrees = 1.0, True
     for lineno, tokens in sections.get("units", []):
         if tokens[0].lower() == "length":
-            length_unit = _floats(path, tokens[1:], 1, "length", lineno)[0]
+            length_unit = parse_numbers(path, tokens[1:], 1, "'length'", lineno)[0]
             if length_unit <= 0:
                 raise ReaderError(path, "':units length' must be positive", line=lineno)
         elif tokens[0].lower() == "angle":
@@ -171,9 +171,9 @@ def parse_asf(path) -> AcclaimSkeleton:
         elif key == "axis":
             root_axis = _axis_order(path, tokens[1] if len(tokens) > 1 else "", lineno)
         elif key == "position":
-            position = np.asarray(_floats(path, tokens[1:], 3, "position", lineno))
+            position = np.asarray(parse_numbers(path, tokens[1:], 3, "'position'", lineno))
         elif key == "orientation":
-            orientation = np.asarray(_floats(path, tokens[1:], 3, "orientation", lineno))
+            orientation = np.asarray(parse_numbers(path, tokens[1:], 3, "'orientation'", lineno))
 
     bones = _parse_bonedata(path, sections["bonedata"], section_line["bonedata"])
     children = _parse_hierarchy(path, sections["hierarchy"], bones)
@@ -216,13 +216,14 @@ def _parse_bonedata(path, entries, section_lineno) -> dict[str, Bone]:
                 raise ReaderError(path, "bone 'name' needs one word", line=lineno)
             block["name"] = tokens[1]
         elif key == "direction":
-            block["direction"] = _floats(path, tokens[1:], 3, "direction", lineno)
+            block["direction"] = parse_numbers(path, tokens[1:], 3, "'direction'", lineno)
         elif key == "length":
-            block["length"] = _floats(path, tokens[1:], 1, "length", lineno)[0]
+            block["length"] = parse_numbers(path, tokens[1:], 1, "'length'", lineno)[0]
         elif key == "axis":
             if len(tokens) != 5:
                 raise ReaderError(path, "bone 'axis' needs three angles and an order such as XYZ", line=lineno)
-            block["axis"] = (_floats(path, tokens[1:4], 3, "axis", lineno), _axis_order(path, tokens[4], lineno))
+            block["axis"] = (parse_numbers(path, tokens[1:4], 3, "'axis'", lineno),
+                             _axis_order(path, tokens[4], lineno))
         elif key == "dof":
             dofs = tuple(t.lower() for t in tokens[1:])
             bad = [d for d in dofs if d not in ("rx", "ry", "rz")]
@@ -289,18 +290,6 @@ def _axis_order(path, text, lineno) -> str:
     if len(order) != 3 or set(order) != set("xyz"):
         raise ReaderError(path, f"axis order {text!r} is not a permutation of XYZ", line=lineno)
     return order
-
-
-def _floats(path, tokens, count, what, lineno):
-    if len(tokens) != count:
-        raise ReaderError(path, f"'{what}' needs {count} number(s), found {len(tokens)}", line=lineno)
-    try:
-        values = [float(t) for t in tokens]
-    except ValueError:
-        raise ReaderError(path, f"'{what}' holds a value that is not a number", line=lineno) from None
-    if not np.all(np.isfinite(values)):
-        raise ReaderError(path, f"'{what}' holds a non-finite value", line=lineno)
-    return values
 
 
 # ---- AMC -----------------------------------------------------------------------------------------

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
+from attacks.core.errors import InputError
 
-class ReaderError(ValueError):
+
+class ReaderError(InputError):
     """A file cannot be read; the message names the file and, where known, the line."""
 
     def __init__(self, path, message, line=None):

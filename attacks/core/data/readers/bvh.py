@@ -23,7 +23,7 @@ from attacks.core.skeletons import get_skeleton
 from attacks.core.data.readers.base import RawClip, ReaderError, files_with_suffix
 from attacks.core.data.readers.kinematics import (
     END_SITE_SUFFIX, UNIT_NAMES, Rig, check_body_height, clip_naming, euler_to_matrix,
-    forward_kinematics, is_mocap_rig, match_joints, metres_per_unit, rest_positions,
+    forward_kinematics, is_mocap_rig, match_joints, metres_per_unit, parse_numbers, rest_positions,
     vertical_axis, z_up_to_y_up,
 )
 
@@ -171,7 +171,7 @@ def _parse_hierarchy(path, lines):
         elif key == "OFFSET":
             if not stack:
                 raise ReaderError(path, "OFFSET outside any joint", line=lineno)
-            offsets[stack[-1]] = _numbers(path, tokens[1:], 3, "OFFSET", lineno)
+            offsets[stack[-1]] = parse_numbers(path, tokens[1:], 3, "OFFSET", lineno)
             has_offset.add(stack[-1])
         elif key == "CHANNELS":
             if not stack or end_site[stack[-1]]:
@@ -195,18 +195,6 @@ def _parse_hierarchy(path, lines):
     if start is None:
         raise ReaderError(path, "empty file (no HIERARCHY)")
     raise ReaderError(path, "file ends inside the hierarchy: no MOTION section (truncated?)", line=len(lines))
-
-
-def _numbers(path, tokens, count, what, lineno):
-    if len(tokens) != count:
-        raise ReaderError(path, f"{what} needs {count} numbers, found {len(tokens)}", line=lineno)
-    try:
-        values = tuple(float(t) for t in tokens)
-    except ValueError:
-        raise ReaderError(path, f"{what} has a value that is not a number: {' '.join(tokens)!r}", line=lineno) from None
-    if not all(np.isfinite(values)):
-        raise ReaderError(path, f"{what} has a non-finite value", line=lineno)
-    return values
 
 
 # ---- motion ---------------------------------------------------------------------------------

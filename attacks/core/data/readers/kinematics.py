@@ -1,5 +1,9 @@
 """What the BVH and ASF/AMC readers share: rotations, forward kinematics, joint names, units.
 
+The rotation builder (`axis_rotation`) and the forward kinematics are also the synthetic
+reader's (it poses a rig too) and `preprocessing`'s (it turns bodies about the vertical):
+one definition of each, so a sign convention cannot drift between copies.
+
 Both formats store joint *angles* on a rig; the project works on joint *positions* in
 metres, y up, on a target skeleton (usually `cmu25`). The path is the same for both:
 Euler angles -> local rotation matrices -> forward kinematics on the file's full rig ->
@@ -124,11 +128,13 @@ def euler_to_matrix(angles, axes: str, degrees: bool = True, intrinsic: bool = T
         angles = np.deg2rad(angles)
     out = np.broadcast_to(np.eye(3), angles.shape[:-1] + (3, 3)).copy()
     for k, axis in enumerate(axes):
-        out = out @ _axis_rotation(angles[..., k], axis)
+        out = out @ axis_rotation(angles[..., k], axis)
     return out
 
 
-def _axis_rotation(theta: np.ndarray, axis: str) -> np.ndarray:
+def axis_rotation(angle, axis: str) -> np.ndarray:
+    """Right-handed rotations by `angle` radians about the x, y or z axis: (...) -> (..., 3, 3) float64."""
+    theta = np.asarray(angle, dtype=np.float64)
     c, s = np.cos(theta), np.sin(theta)
     one, zero = np.ones_like(theta), np.zeros_like(theta)
     if axis == "x":
@@ -143,32 +149,38 @@ def _axis_rotation(theta: np.ndarray, axis: str) -> np.ndarray:
 
 
 # ---- forward kinematics -----------------------------------------------------------------
-def forward_kinematics(parents, offsets, rotations, root_translation=None) -> np.ndarray:
-    """World positions of every joint of a hierarchy, for all frames at once.
+def forward_kinematics(parents, offsets, rotations, root_translation=None, turns_own_bone: bool = False) -> np.ndarray:
+    """World positions of every joint of a hierarchy, for all frames (and clips) at once.
 
-    parents: (J,) parent index per joint, -1 for a root. offsets: (J, 3) or (T, J, 3), each
-    joint's position relative to its parent in the parent's frame (for a root: its rest
-    position). rotations: (T, J, 3, 3) local rotations (a joint's rotation moves its
-    children). root_translation: (T, 3) added to every root's offset, or None.
-    Returns (T, J, 3). Loops over joints (in an order where parents come first), never
-    over frames.
+    parents: (J,) parent index per joint, -1 for a root. rotations: (..., J, 3, 3) local
+    rotations, the leading dimensions being frames (T) or clips and frames (N, T).
+    offsets: broadcastable to (..., J, 3), each joint's position relative to its parent in
+    the parent's frame (for a root: its rest position). root_translation: (..., 3) added
+    to every root's offset, or None.
+    Which bones a rotation turns: BVH and ASF attach a joint's rotation to the joint, so
+    it turns its *children's* offsets (`turns_own_bone=False`); the synthetic rig attaches
+    it to the bone *ending* at the joint, so it turns the joint's own offset and
+    everything below (`turns_own_bone=True`; a root's rotation then orients the body).
+    Returns (..., J, 3). Loops over joints (in an order where parents come first), never
+    over frames or clips.
     """
     parents = np.asarray(parents, dtype=np.int64)
     rotations = np.asarray(rotations, dtype=np.float64)
-    num_frames, num_joints = rotations.shape[:2]
+    lead, num_joints = rotations.shape[:-3], rotations.shape[-3]
     if parents.shape != (num_joints,):
         raise ValueError(f"{parents.shape[0]} parents for {num_joints} joints")
-    offsets = np.broadcast_to(np.asarray(offsets, dtype=np.float64), (num_frames, num_joints, 3))
+    offsets = np.broadcast_to(np.asarray(offsets, dtype=np.float64), lead + (num_joints, 3))
     world_rot = np.empty_like(rotations)
-    pos = np.empty((num_frames, num_joints, 3))
+    pos = np.empty(lead + (num_joints, 3))
     for j in topological_order(parents):
         p = parents[j]
         if p < 0:
-            world_rot[:, j] = rotations[:, j]
-            pos[:, j] = offsets[:, j] if root_translation is None else offsets[:, j] + root_translation
+            world_rot[..., j, :, :] = rotations[..., j, :, :]
+            pos[..., j, :] = offsets[..., j, :] if root_translation is None else offsets[..., j, :] + root_translation
         else:
-            world_rot[:, j] = world_rot[:, p] @ rotations[:, j]
-            pos[:, j] = pos[:, p] + np.einsum("tab,tb->ta", world_rot[:, p], offsets[:, j])
+            world_rot[..., j, :, :] = world_rot[..., p, :, :] @ rotations[..., j, :, :]
+            turn = world_rot[..., j, :, :] if turns_own_bone else world_rot[..., p, :, :]
+            pos[..., j, :] = pos[..., p, :] + np.einsum("...ab,...b->...a", turn, offsets[..., j, :])
     return pos
 
 
@@ -192,6 +204,22 @@ def rest_positions(rig: Rig) -> np.ndarray:
     """(J, 3) positions with every rotation at zero: the cumulative offsets."""
     eye = np.broadcast_to(np.eye(3), (1, rig.num_joints, 3, 3))
     return forward_kinematics(rig.parents, rig.offsets, eye)[0]
+
+
+# ---- numbers in a text format ------------------------------------------------------------
+def parse_numbers(path, tokens, count: int, what: str, lineno: int) -> list[float]:
+    """`count` finite floats from a line's tokens, or a ReaderError naming the file, the line and `what`."""
+    if len(tokens) != count:
+        raise ReaderError(path, f"{what} needs {count} number{'s' if count != 1 else ''}, found {len(tokens)}",
+                          line=lineno)
+    try:
+        values = [float(t) for t in tokens]
+    except ValueError:
+        raise ReaderError(path, f"{what} holds a value that is not a number: {' '.join(tokens)!r}",
+                          line=lineno) from None
+    if not np.all(np.isfinite(values)):
+        raise ReaderError(path, f"{what} holds a non-finite value", line=lineno)
+    return values
 
 
 # ---- joint names -------------------------------------------------------------------------

@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from attacks.core.data.readers.base import RawClip, ReaderError
+from attacks.core.data.readers.kinematics import axis_rotation, forward_kinematics
 
 DEFAULTS = {"classes": 6, "clips": 20, "frames": 60, "fps": 30.0, "seed": 0, "performers": 5, "noise": 0.003}
 _INT_KEYS = ("classes", "clips", "frames", "seed", "performers")
@@ -145,7 +146,7 @@ def _generate_class(skeleton, class_id, clips, frames, fps, seed, performers, no
     for (role, axis), value in angles.items():
         if role == "lift":
             continue
-        rot = _axis_rotation(axis, value)
+        rot = axis_rotation(value, axis)
         for joint in rig.role_joints.get(role, []):
             rotations[joint] = rotations[joint] @ rot if joint in rotations else rot
     yaw = rng.uniform(-np.pi / 6, np.pi / 6, (clips, 1)) * np.ones((1, frames))
@@ -176,7 +177,7 @@ def _posture_noise(rig, rng, clips, frames):
     for role in ("upper_arm", "forearm", "thigh", "shin"):
         for joint in rig.role_joints.get(role, []):
             angle = rng.normal(0.0, np.radians(5.0), (clips, 1)) * np.ones((1, frames))
-            rotations[joint] = _axis_rotation("x", angle)
+            rotations[joint] = axis_rotation(angle, "x")
     return rotations
 
 
@@ -299,12 +300,11 @@ class _Rig:
         self.limb_of = {j: part for part in _LIMBS for j in skeleton.parts[part]}
         self.pelvis = self._attachment(skeleton.parts["left_leg"], neighbours)
         chest = self._attachment(skeleton.parts["left_arm"], neighbours)
-        # Re-root at the pelvis: breadth-first order and parents.
+        # Re-root at the pelvis: parents found breadth-first.
         self.parent = np.full(n, -1)
-        self.order, seen, queue = [], {self.pelvis}, deque([self.pelvis])
+        seen, queue = {self.pelvis}, deque([self.pelvis])
         while queue:
             j = queue.popleft()
-            self.order.append(j)
             for k in sorted(neighbours[j]):
                 if k not in seen:
                     seen.add(k)
@@ -406,16 +406,12 @@ class _Rig:
         n, t = yaw.shape[0], yaw.shape[1]
         for r in rotations.values():
             n, t = max(n, r.shape[0]), max(t, r.shape[1])
-        glob = np.empty((n, t, self.num_joints, 3, 3))
-        pos = np.zeros((n, t, self.num_joints, 3))
-        glob[:, :, self.pelvis] = _axis_rotation("y", np.broadcast_to(yaw, (n, t)))
-        for j in self.order[1:]:
-            q = self.parent[j]
-            g = glob[:, :, q] @ rotations[j] if j in rotations else glob[:, :, q]
-            glob[:, :, j] = g
-            bone = self.offset[j][None, :] * np.broadcast_to(scale[:, j:j + 1], (n, 1))  # (N, 3)
-            pos[:, :, j] = pos[:, :, q] + np.einsum("ntij,nj->nti", g, bone)
-        return pos
+        local = np.broadcast_to(np.eye(3), (n, t, self.num_joints, 3, 3)).copy()
+        for j, r in rotations.items():
+            local[:, :, j] = r
+        local[:, :, self.pelvis] = axis_rotation(np.broadcast_to(yaw, (n, t)), "y")
+        bones = self.offset[None, None] * scale[:, None, :, None]  # (N, 1, V, 3)
+        return forward_kinematics(self.parent, bones, local, turns_own_bone=True)
 
 
 def _arm_roles(n):
@@ -433,19 +429,6 @@ def _leg_roles(n):
 def _unit(v):
     v = np.asarray(v, dtype=float)
     return v / np.linalg.norm(v)
-
-
-def _axis_rotation(axis, angle):
-    """Rotations about a body axis, angle (N, T) -> (N, T, 3, 3)."""
-    angle = np.asarray(angle, dtype=float)
-    c, s = np.cos(angle), np.sin(angle)
-    z, o = np.zeros_like(angle), np.ones_like(angle)
-    rows = {
-        "x": [[o, z, z], [z, c, -s], [z, s, c]],
-        "y": [[c, z, s], [z, o, z], [-s, z, c]],
-        "z": [[c, -s, z], [s, c, z], [z, z, o]],
-    }[axis]
-    return np.stack([np.stack(r, -1) for r in rows], -2)
 
 
 # ---- spec parsing --------------------------------------------------------------------
