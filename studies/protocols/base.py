@@ -15,6 +15,7 @@ from dataclasses import MISSING, dataclass, field, fields
 
 import numpy as np
 
+from attacks.core.data.labels import PARTICIPANT_UNNAMED, label_name
 from studies.core.participation_config import PARTICIPATION_DEFAULTS, validate_participation
 
 # Motion variants a trial can show.
@@ -301,8 +302,7 @@ def other_label(sample: SampleInfo, rng: np.random.Generator) -> int:
 
 
 def class_name(sample: SampleInfo, label: int) -> str:
-    names = sample.class_names
-    return names[label] if 0 <= label < len(names) else f"class {label}"
+    return label_name(sample.class_names, label, PARTICIPANT_UNNAMED)
 
 
 def shuffled(trials: list, rng: np.random.Generator) -> list:

@@ -12,6 +12,7 @@ from django.contrib.admin.views.decorators import staff_member_required
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 
+from attacks.core.data.labels import PARTICIPANT_UNNAMED, label_name
 from attacks.models import AdversarialSample
 
 from studies.models import Study, StudySeries
@@ -126,10 +127,8 @@ def sample_preview(request, sample_id):
                                pk=sample_id)
     dataset = sample.clip.dataset
     skeleton = dataset.get_skeleton()
-    names = dataset.class_names or []
-
     def label(index):
-        return names[index] if 0 <= index < len(names) else f"class {index}"
+        return label_name(dataset.class_names, index, PARTICIPANT_UNNAMED)
 
     try:
         seconds = float(request.GET.get("seconds", 6))
