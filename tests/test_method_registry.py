@@ -73,6 +73,9 @@ def test_unregistering_removes_every_name_and_names_are_unique(noise_registered)
     with pytest.raises(ValueError, match="already registered"):
         REGISTRY.register(Method(name="other", config=NoiseConfig, implementation=NoiseMethod,
                                  variants={"noise": {}}))
+    with pytest.raises(ValueError, match="needs_preparation"):  # a hook must say when a config is prepared
+        Method(name="prepared-noise", config=NoiseConfig, implementation=NoiseMethod,
+               prepare=lambda config, *args, **kwargs: (config, {}))
     REGISTRY.unregister("noise")
     try:
         assert "noise" not in METHODS

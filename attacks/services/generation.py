@@ -361,7 +361,7 @@ def prepare_method_run(run: GenerationRun, scope_clips, model, *, device="cpu") 
         return protocol_view.normalise(x, protocol, skeleton)
 
     world = train_labels = None
-    if REGISTRY[run.config["method"]].needs_training_motions(cfg):
+    if REGISTRY[run.config["method"]].needs_preparation(cfg):
         if not pool:
             raise RecognitionError(f"run {run.pk}: {run.config['method']} needs clean clips outside the attacked "
                                    "ones (training or validation split) to prepare (CIASA: its angle box and "

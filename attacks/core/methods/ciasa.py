@@ -208,4 +208,4 @@ def _excess(q, q0, epsilon) -> torch.Tensor:
 # A config whose box is resolved and whose discriminator is set (or not needed) has nothing
 # left to learn: `attack()` then uses it as it is, so a prepared run never trains twice.
 METHOD = Method(name="ciasa", config=CIASAConfig, implementation=CIASAMethod, prepare=prepare_ciasa,
-                needs_training_motions=lambda config: config.needs_training_motions, budget="epsilon")
+                needs_preparation=lambda config: config.needs_training_motions, budget="epsilon")

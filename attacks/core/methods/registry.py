@@ -44,10 +44,12 @@ class Method:
     prepare: prepare(config, model, skeleton, train_motions, train_labels, *, preprocess,
     seed) -> (prepared config, record), run once per run before the first batch; `record`
     says what the learned state came from. None when a method learns nothing.
-    needs_training_motions(config): whether `prepare` still has something to learn from
-    clean training clips for this config. A config for which it is False is attacked as it
-    is, so `attack()` calls `prepare` only when it is True, and a prepared config (what
-    `prepare` returned) must answer False.
+    needs_preparation(config): whether `prepare` still has something to fix for this
+    config (CIASA: a box or a discriminator to learn from clean training clips, which the
+    generation service then reads). A config for which it is False is attacked as it is,
+    so `attack()` calls `prepare` only when it is True, and a prepared config (what
+    `prepare` returned) must answer False: that is what keeps a run from preparing twice.
+    Required with `prepare`.
     budget: the option the method's success grows with (calibration and budget sweeps).
     """
 
@@ -55,10 +57,17 @@ class Method:
     config: type
     implementation: type
     prepare: Callable | None = None
-    needs_training_motions: Callable[[Any], bool] = _never
+    needs_preparation: Callable[[Any], bool] | None = None
     variants: dict = dataclasses.field(default_factory=dict)
     configure: Callable | None = None
     budget: str | None = None
+
+    def __post_init__(self):
+        if self.prepare is not None and self.needs_preparation is None:
+            raise ValueError(f"method {self.name!r}: a prepare hook needs needs_preparation(config), which "
+                             "says when a config still has something to prepare")
+        if self.needs_preparation is None:
+            self.needs_preparation = _never
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -141,8 +150,7 @@ class MethodNames(Sequence):
     def __eq__(self, other):
         return tuple(self) == tuple(other) if isinstance(other, Sequence) else NotImplemented
 
-    def __hash__(self):  # pragma: no cover - a live view is not a dict key
-        raise TypeError("METHODS is a live view of the registry")
+    __hash__ = None  # it changes with the registry, so it is no dict key
 
     def __repr__(self):
         return repr(tuple(self))
@@ -181,8 +189,8 @@ def prepare_attack(registry: Registry, config, model, skeleton, labels, *, strat
     targets: given SA targets (kept as they are); else drawn by `draw_targets` with
     `target` over all `labels`, with `num_classes` or, when None, the recognizer's output
     size on `probe` (one motion). The method's `prepare` hook runs when its config still
-    needs training motions, or whenever it has one with `always` (a run that stores the
-    hook's record and state); otherwise the config is returned as it is.
+    needs preparing (`Method.needs_preparation`), or whenever it has one with `always` (a
+    run that stores the hook's record and state); otherwise the config is returned as it is.
     """
     method = registry.for_config(config)
     if strategy == "sa":
@@ -195,7 +203,7 @@ def prepare_attack(registry: Registry, config, model, skeleton, labels, *, strat
     else:
         targets = None
     record = {}
-    if method.prepare is not None and (always or method.needs_training_motions(config)):
+    if method.prepare is not None and (always or method.needs_preparation(config)):
         config, record = method.prepare(config, model, skeleton, train_motions, train_labels, preprocess=preprocess,
                                         seed=seed)
     return Preparation(method=method, config=config, targets=targets, record=record)
