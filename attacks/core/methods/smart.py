@@ -39,6 +39,7 @@ TIME_UNITS = ("second", "frame")
 UPDATES = ("adam", "step")
 TERM_FLOOR = 1e-3  # see _unit_per_frame
 
+
 @dataclass
 class SmartConfig:
     perceptual: str = "smart"  # smart | l2 | l2-acc | l2-bone
