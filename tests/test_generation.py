@@ -171,3 +171,42 @@ def test_the_preset_and_its_version_are_part_of_the_run(trained):
     assert "preset" not in other.config["options"]
     with pytest.raises(CommandError, match="preset"):
         call_command("generate_samples", method="iaa", strategy="ab", preset="authors", **ATTACK)
+
+
+def test_the_prepare_hook_runs_once_per_run_in_process_and_queued(trained, monkeypatch, settings):
+    """The method's prepare hook (CIASA: angle box and discriminator) runs once per run,
+    in `prepare_run`, whether the run is attacked in-process or queued as shards; the
+    shards load its stored state and store the in-process samples."""
+    from attacks import tasks
+    from attacks.core.methods import REGISTRY
+
+    calls = []
+    real = REGISTRY["ciasa"].prepare
+
+    def counting(*args, **kwargs):
+        calls.append(args[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(REGISTRY["ciasa"], "prepare", counting)
+    ciasa = {**ATTACK, "method": "ciasa", "iterations": 4, "batch_size": 2,
+             "option": ["gan_weight=0.5", "discriminator_steps=4", "discriminator_rounds=2",
+                        "discriminator_attack_steps=2", "epsilon=0.02", "step_size=0.005"]}
+    call_command("generate_samples", **ciasa)
+    assert len(calls) == 1
+    run = GenerationRun.objects.get()
+    reference = {s.clip_id: (bytes(s.adversarial), s.iterations) for s in run.samples.all()}
+    assert len(reference) >= 3  # more than one batch
+    run.delete()
+
+    calls.clear()
+    sent = []
+    monkeypatch.setattr(tasks.attack_shard, "apply_async", lambda args, queue=None: sent.append(args))
+    settings.GENERATION_DEVICE = "cpu"
+    call_command("generate_samples", queue=True, shard_size=2, **ciasa)
+    assert len(calls) == 1 and len(sent) >= 2
+    for args in sent:  # each shard as a worker runs it, here in this process
+        assert tasks.attack_shard(*args).startswith("stored")
+    assert len(calls) == 1
+    run = GenerationRun.objects.get()
+    assert run.status == "done"
+    assert {s.clip_id: (bytes(s.adversarial), s.iterations) for s in run.samples.all()} == reference

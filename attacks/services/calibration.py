@@ -19,8 +19,10 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
-BUDGET_PARAMETER = {"iaa": "epsilon", "ciasa": "epsilon", "smart": "lr", "l2": "lr", "l2-acc": "lr",
-                    "l2-bone": "lr"}
+from attacks.core.methods import REGISTRY
+
+# Each method declares the option its success grows with (`registry.Method.budget`).
+BUDGET_PARAMETER = {name: m.budget for m in REGISTRY if m.budget for name in m.names}
 
 
 @dataclass
@@ -127,8 +129,9 @@ def calibrate_budget(recognizer, reference_run, method: str, *, tolerance: float
     from attacks.services.generation import generate_samples, generation_config
     from attacks.models import GenerationRun
 
-    if method not in ("iaa", "ciasa"):
-        raise ValueError(f"calibration tunes IAA or CIASA's epsilon, not {method!r} (use sweep_budget)")
+    if BUDGET_PARAMETER.get(method) != "epsilon":
+        tunable = ", ".join(m for m, p in BUDGET_PARAMETER.items() if p == "epsilon")
+        raise ValueError(f"calibration tunes the epsilon of {tunable}, not {method!r} (use sweep_budget)")
     if reference_run.recognizer_id != recognizer.pk:
         raise ValueError(f"reference run {reference_run.pk} attacked {reference_run.recognizer.name}, "
                          f"not {recognizer.name}")

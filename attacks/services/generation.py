@@ -5,6 +5,12 @@ with the same arguments finds the run and attacks only the clips it has not stor
 Each batch is written in its own transaction as soon as it is done, and everything
 random (SA targets, the CIASA discriminator) is drawn from the whole scope up front, so
 a resumed run stores exactly what an uninterrupted one would have.
+
+What a method does before its first batch is its own `prepare` hook, reached through
+`attacks.core.methods.prepare` as the in-process attacks reach it; this module only picks
+the clean clips a hook learns from (outside the scope), runs it once per run in
+`prepare_run` (for the in-process run and for a queued one alike) and stores what it
+learned, so every shard loads the same state instead of learning its own.
 """
 from __future__ import annotations
 
@@ -23,10 +29,10 @@ from attacks.core.data import protocol_view
 from attacks.services.clip_cache import ClipInputs, split_inputs
 from attacks.core.training.evaluation import predict as predict_probs
 from attacks.core.training.evaluation import predict_logits
-from attacks.core.methods.losses import PERCEPTUAL_KINDS, STRATEGIES, attack_success
-from attacks.core.methods import METHODS, MotionDiscriminator, attack_in_batches, method_config, prepare_ciasa, random_targets
+from attacks.core.methods.losses import STRATEGIES, attack_success
+from attacks.core.methods import (METHODS, REGISTRY, MotionDiscriminator, attack_in_batches, draw_targets,
+                                  method_config, prepare)
 from attacks.core.methods.numerics import PRECISIONS, Numerics
-from attacks.core.methods.smart import DEFAULT_PRESET, PRESET_VERSIONS, PRESETS
 from attacks.core.methods.metrics import perceptual_metrics
 from attacks.models import AdversarialSample, GenerationRun, Recognizer, TransferResult, motion_to_bytes
 from attacks.services.recognition import RecognitionError, load_model, model_inputs, recognizer_inputs, split_clips, view_protocol
@@ -82,8 +88,9 @@ def generation_config(method, strategy, *, top_n=3, target=None, iterations=300,
     """The run's identity; `method_config` validates the options (unknown ones raise).
 
     margin: success only when the wrong (SA: the target) class leads by that much in logits.
-    preset: SMART and its ablations only, a named reading (`smart.PRESETS`; default
-    `smart.DEFAULT_PRESET`), stored with its version; options override its values.
+    preset: for a method whose config has named readings (SMART and its ablations:
+    `SmartConfig.PRESETS`, default `SmartConfig.DEFAULT_PRESET`), stored with its version
+    as the config's `resolve_preset` gives them; options override its values.
     precision: "fp32" (the exact path) or "bf16", how the recognizer runs inside the attack
     loop (`methods.numerics`); stored with the run when it is not fp32, so it is part of
     the run's identity (and of what resumes it). Verdicts are float32 either way.
@@ -96,13 +103,17 @@ def generation_config(method, strategy, *, top_n=3, target=None, iterations=300,
         raise RecognitionError(f"unknown strategy {strategy!r}: choose one of {', '.join(STRATEGIES)}")
     options = dict(options or {})
     preset = preset or options.pop("preset", None)
-    if method in PERCEPTUAL_KINDS:
-        preset = preset or DEFAULT_PRESET
-        if preset not in PRESETS:
-            raise RecognitionError(f"unknown SMART preset {preset!r}: choose one of {', '.join(PRESETS)}")
+    resolve_preset = getattr(REGISTRY[method].config, "resolve_preset", None)
+    version = None
+    if resolve_preset is not None:  # the config's own default applies when none is named
+        try:
+            preset, version = resolve_preset(preset)
+        except ValueError as e:
+            raise RecognitionError(str(e)) from None
         options_for_check = {**options, "preset": preset}
     elif preset:
-        raise RecognitionError(f"--preset applies to smart, l2, l2-acc and l2-bone, not {method}")
+        with_presets = [n for m in REGISTRY if hasattr(m.config, "resolve_preset") for n in m.names]
+        raise RecognitionError(f"--preset applies to {', '.join(with_presets)}, not {method}")
     else:
         options_for_check = options
     try:
@@ -118,7 +129,7 @@ def generation_config(method, strategy, *, top_n=3, target=None, iterations=300,
     return {"margin": float(margin), "method": method, "strategy": strategy, "top_n": int(top_n) if strategy == "abn" else None,
             "target": target, "iterations": int(iterations), "split": split, "limit": limit, "seed": int(seed),
             "options": options, "engine": ENGINE_VERSION,
-            **({"preset": {"name": preset, "version": PRESET_VERSIONS[preset]}} if preset else {}),
+            **({"preset": {"name": preset, "version": version}} if version is not None else {}),
             **({"precision": precision} if precision != "fp32" else {})}
 
 
@@ -153,9 +164,12 @@ def open_run(recognizer: Recognizer, config: dict) -> GenerationRun:
 
 
 def prepare_run(run: GenerationRun, *, device="cpu", status="running"):
-    """Classify the scope, record its size, and fix what is random (the discriminator is
-    trained once and stored under DATA_DIR). Returns (scope, attackable positions, model, inputs),
-    `inputs` the scope's `ClipInputs` (streamed from the dataset's clip cache, never all in memory)."""
+    """Classify the scope, record its size, and fix what is random: the SA targets (drawn
+    over the whole scope by `draw_targets`) and the method's prepare hook (run once, its
+    learned state stored under DATA_DIR by `prepare_method_run`). Both `generate_samples`
+    and a queued run (`attacks.tasks`) come through here; shards then only `load_scope`.
+    Returns (scope, attackable positions, model, inputs), `inputs` the scope's `ClipInputs`
+    (streamed from the dataset's clip cache, never all in memory)."""
     recognizer = run.recognizer
     clips, labels = _scope_clips(run)
     inputs = scope_inputs(recognizer, clips)
@@ -170,7 +184,7 @@ def prepare_run(run: GenerationRun, *, device="cpu", status="running"):
     run.status = status
     run.save(update_fields=["total", "skipped", "status"])
     if len(positions) and _needs_preparation(run.config) and not preparation_path(run).exists():
-        prepare_ciasa_run(run, clips, model, device=device)
+        prepare_method_run(run, clips, model, device=device)
     return load_scope(run, clips=clips, labels=labels), positions, model, inputs
 
 
@@ -180,9 +194,7 @@ def load_scope(run: GenerationRun, *, clips=None, labels=None) -> GenerationScop
     if clips is None:
         clips, labels = _scope_clips(run)
     skeleton = recognizer.dataset.get_skeleton()
-    options = dict(run.config["options"])
-    if run.config.get("preset"):
-        options["preset"] = run.config["preset"]["name"]
+    options = run_options(run.config)
     if _needs_preparation(run.config) and preparation_path(run).exists():
         if discriminator_path(run).exists():
             options["discriminator"] = load_discriminator(discriminator_path(run), skeleton)
@@ -221,8 +233,8 @@ def attack_positions(scope: GenerationScope, positions, *, model=None, inputs=No
     if not len(todo):
         return 0
     if _needs_preparation(config) and not preparation_path(run).exists():
-        raise RecognitionError(f"run {run.pk} has no stored CIASA preparation ({preparation_path(run)}); "
-                               "prepare the run first")
+        raise RecognitionError(f"run {run.pk} has no stored {config['method']} preparation "
+                               f"({preparation_path(run)}); prepare the run first")
     recognizer = scope.recognizer
     protocol = view_protocol(recognizer)
     source = inputs if inputs is not None else scope_inputs(recognizer, clips)
@@ -292,6 +304,14 @@ def attack_positions(scope: GenerationScope, positions, *, model=None, inputs=No
     return written
 
 
+def run_options(config: dict) -> dict:
+    """The method options a run's configuration stands for, its preset included."""
+    options = dict(config["options"])
+    if config.get("preset"):
+        options["preset"] = config["preset"]["name"]
+    return options
+
+
 def run_precision(config: dict) -> str:
     """The precision the run's recognizer runs at in the attack loop ("fp32" when none is stored)."""
     return config.get("precision", "fp32")
@@ -310,18 +330,21 @@ def discriminator_path(run: GenerationRun) -> Path:
 
 
 def preparation_path(run: GenerationRun) -> Path:
-    """Written last when a CIASA run is prepared: its presence means the box and D are stored."""
+    """Written last when a run is prepared: its presence means the learned state (CIASA: the
+    box and D) is stored."""
     return discriminator_path(run).with_name("preparation.json")
 
 
-def prepare_ciasa_run(run: GenerationRun, scope_clips, model, *, device="cpu") -> dict:
-    """Learn CIASA's angle box and train its discriminator on clean clips outside the scope.
+def prepare_method_run(run: GenerationRun, scope_clips, model, *, device="cpu") -> dict:
+    """Run the method's prepare hook once for the run, on clean clips outside the scope, and
+    store what it learned (CIASA: its angle box and discriminator).
 
     The clips are the recognizer's training split minus any clip in the run's scope (a run
     attacking the training split falls back to the validation split minus the scope), the
-    ones it classifies correctly (the discriminator's fakes are CIASA's own AB attacks on
-    them). Both are stored under DATA_DIR with the clip ids they came from, also kept in
-    `run.preparation`, so every worker and resumed run uses the same ones.
+    ones it classifies correctly (CIASA's fakes are its own AB attacks on them); they are
+    read only when the hook has something to learn from them. The learned state is stored
+    under DATA_DIR with the clip ids it came from, also kept in `run.preparation`, so every
+    worker and resumed run uses the same.
     """
     recognizer = run.recognizer
     skeleton = recognizer.dataset.get_skeleton()
@@ -330,41 +353,47 @@ def prepare_ciasa_run(run: GenerationRun, scope_clips, model, *, device="cpu") -
     part = "train"
     if not pool:
         pool, part = [c for c in split_clips(recognizer.split, "val") if c.pk not in in_scope], "val"
-    cfg = method_config("ciasa", **run.config["options"])
+    cfg = method_config(run.config["method"], **run_options(run.config))
     record = {"clip_part": part}
-    if cfg.needs_training_motions:
+    protocol = view_protocol(recognizer)
+
+    def preprocess(x):
+        return protocol_view.normalise(x, protocol, skeleton)
+
+    world = train_labels = None
+    if REGISTRY[run.config["method"]].needs_preparation(cfg):
         if not pool:
-            raise RecognitionError(f"run {run.pk}: CIASA needs clean clips outside the attacked ones "
-                                   "(training or validation split) for its angle box and discriminator")
-        protocol = view_protocol(recognizer)
+            raise RecognitionError(f"run {run.pk}: {run.config['method']} needs clean clips outside the attacked "
+                                   "ones (training or validation split) to prepare (CIASA: its angle box and "
+                                   "discriminator)")
         inputs = model_inputs(pool, skeleton, recognizer.input_spec, recognizer.dataset.fps, protocol)
         labels = np.array([c.label for c in pool], dtype=np.int64)
         correct = predict_probs(model, inputs.X, device=device).argmax(1) == labels
         keep = np.flatnonzero(correct) if correct.any() else np.arange(len(pool))
         pool = [pool[i] for i in keep]
-        world = torch.from_numpy(inputs.world[keep]).to(device)
-
-        def preprocess(x):
-            return protocol_view.normalise(x, protocol, skeleton)
-
-        prepared, made = prepare_ciasa(cfg, model, skeleton, world, labels[keep], preprocess=preprocess,
-                                       seed=run.config["seed"])
-        if "angle_bounds" in made:
-            record["angle_bounds"] = made["angle_bounds"]
-            record["angle_bounds_clip_ids"] = [c.pk for c in pool] if made["angle_bounds"] == "train" else []
-        if "discriminator_positions" in made:
-            record["discriminator_clip_ids"] = sorted(pool[i].pk for i in made["discriminator_positions"])
+        world, train_labels = torch.from_numpy(inputs.world[keep]).to(device), labels[keep]
     else:  # a given box (or none) and no discriminator: nothing to learn
-        prepared, made = prepare_ciasa(cfg, model, skeleton, seed=run.config["seed"])
-        record.update(made)
+        pool = []
+    made = prepare(cfg, model, skeleton, [], strategy="ab", seed=run.config["seed"], preprocess=preprocess,
+                   train_motions=world, train_labels=train_labels, always=True)
+    prepared = made.config
+    for key, value in made.record.items():
+        if key.endswith("_positions"):  # positions in the clips the hook learned from, as clip ids
+            record[key[:-len("_positions")] + "_clip_ids"] = sorted(pool[i].pk for i in value)
+        else:
+            record[key] = value
+    if record.get("angle_bounds") == "train":
+        record["angle_bounds_clip_ids"] = [c.pk for c in pool]
+    elif "angle_bounds" in record and pool:
+        record["angle_bounds_clip_ids"] = []
     leaked = set(record.get("discriminator_clip_ids", ())) & in_scope
     if leaked:  # pragma: no cover - guarded by construction
         raise RecognitionError(f"run {run.pk}: the discriminator would see attacked clips {sorted(leaked)[:5]}")
     path = discriminator_path(run)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if prepared.discriminator is not None:
+    if getattr(prepared, "discriminator", None) is not None:
         save_discriminator(prepared.discriminator, path)
-    if prepared.angle_bounds is not None:
+    if getattr(prepared, "angle_bounds", None) is not None:
         np.save(path.with_name("angle_bounds.npy"), np.asarray(prepared.angle_bounds, dtype=np.float64))
     tmp = preparation_path(run).with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps(record))
@@ -405,18 +434,20 @@ def _scope_clips(run: GenerationRun):
 
 
 def _targets(config, labels, dataset):
+    """The run's SA targets over its whole scope: the seed rule every attack uses
+    (`draw_targets`), so a shard or resumed run reads by position what an uninterrupted
+    run drew."""
     if config["strategy"] != "sa":
         return None
-    if config["target"] == "random":
-        return random_targets(labels, dataset.num_classes, config["seed"]).numpy()
-    target = int(config["target"])
-    if not 0 <= target < dataset.num_classes:
+    target = config["target"]
+    if target != "random" and not 0 <= int(target) < dataset.num_classes:
         raise RecognitionError(f"target {target} is not a class of {dataset.name} (0..{dataset.num_classes - 1})")
-    return np.full(len(labels), target)
+    return draw_targets(labels, dataset.num_classes, config["seed"], target).numpy()
 
 
 def _needs_preparation(config) -> bool:
-    return config["method"] == "ciasa"
+    """Whether the run's method has a prepare hook (then its learned state is stored)."""
+    return REGISTRY[config["method"]].prepare is not None
 
 
 def success_criterion(strategy, probs_after: np.ndarray, label: int, target, top_n) -> bool:

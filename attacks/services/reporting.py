@@ -34,7 +34,7 @@ from attacks.core.reporting import protocol as report_protocol
 
 from attacks.core import reporting as reports
 from attacks.core.data.labels import label_name
-from attacks.core.methods.smart import DEFAULT_PRESET
+from attacks.core.methods.smart import SmartConfig
 from attacks.models import AdversarialSample, GenerationRun, RobustnessReport, TransferResult
 
 
@@ -116,7 +116,7 @@ def run_budget(method: str, config: dict) -> float:
     options = dict(config.get("options") or {})
     parameter = BUDGET_PARAMETER.get(method)
     preset = config.get("preset")
-    if parameter is None or (isinstance(preset, dict) and preset.get("name") != DEFAULT_PRESET):
+    if parameter is None or (isinstance(preset, dict) and preset.get("name") != SmartConfig.DEFAULT_PRESET):
         return np.nan
     if set(options) - {parameter, "step_size" if parameter == "epsilon" else parameter}:
         return np.nan
@@ -137,7 +137,7 @@ def _variant_options(config: dict) -> dict:
     preset is a variant of the method, as a run with another w is."""
     options = dict(config.get("options") or {})
     preset = config.get("preset")
-    if isinstance(preset, dict) and preset.get("name") != DEFAULT_PRESET:
+    if isinstance(preset, dict) and preset.get("name") != SmartConfig.DEFAULT_PRESET:
         options["preset"] = preset["name"]
     return options
 

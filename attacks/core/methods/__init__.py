@@ -9,6 +9,11 @@ the motion, `smart.SmartConfig`), ``iaa`` (BIM with an L∞ budget, `iaa.IAAConf
 `ciasa.CIASAConfig`). Method options are the fields of the method's config dataclass and
 are passed as keyword arguments (e.g. ``lr=0.001``, ``epsilon=0.02``, ``gan_weight=0.5``).
 
+Each method module declares itself as a `registry.Method` (names, config, implementation,
+prepare hook) and is registered below in one line; everything here looks methods up in
+`REGISTRY`. A new method is a module ending in ``METHOD = Method(...)`` plus its line in
+`REGISTRY` (or ``REGISTRY.register(...)`` at run time).
+
 Motions are (N, M, T, V, 3) in world units (metres); the device is the motions' device.
 The recognizer is any ``nn.Module`` with ``forward(x) -> logits``, x (N, 3, T, V, M); a
 ``preprocess`` callable (motions -> motions, differentiable) applies whatever
@@ -16,31 +21,40 @@ normalisation the recognizer was trained with, so perturbations stay in world un
 """
 from __future__ import annotations
 
-import dataclasses
+import inspect
 from typing import Callable
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from attacks.core.methods.losses import PERCEPTUAL_KINDS, STRATEGIES
-from attacks.core.methods.ciasa import CIASAConfig, CIASAMethod, linf_distance, resolve_angle_bounds
+from attacks.core.methods import ciasa, iaa, smart
+from attacks.core.methods.losses import STRATEGIES
+from attacks.core.methods.ciasa import CIASAConfig, linf_distance, prepare_ciasa, resolve_angle_bounds
 from attacks.core.methods.engine import (
     AttackResult, correctly_classified, forward_logits, perturbable_mask, predict, random_targets, run_attack,
 )
-from attacks.core.methods.iaa import IAAConfig, IAAMethod
+from attacks.core.methods.iaa import IAAConfig
 from attacks.core.methods.motion_discriminator import (MotionDiscriminator, train_discriminator_against_attack,
                                                   train_motion_discriminator)
 from attacks.core.methods.numerics import Numerics
-from attacks.core.methods.smart import SmartConfig, SmartMethod
+from attacks.core.methods.registry import Method, MethodNames, Preparation, Registry, draw_targets, prepare_attack
+from attacks.core.methods.smart import SmartConfig
 from attacks.core.methods.skeleton_constraints import (
     bone_angle_bounds_from_motions, bone_bending_angles, project_bone_angles, realign_bones,
 )
 
-METHODS = (*PERCEPTUAL_KINDS, "iaa", "ciasa")
+# One line per method module; the order is the order of METHODS (CLI choices, forms).
+REGISTRY = Registry(
+    smart.METHOD,
+    iaa.METHOD,
+    ciasa.METHOD,
+)
+METHODS = MethodNames(REGISTRY)  # every registered name, SMART's ablations included
 
 __all__ = [
-    "METHODS", "STRATEGIES", "AttackResult", "attack", "attack_in_batches", "method_config",
+    "METHODS", "REGISTRY", "Method", "Preparation", "STRATEGIES", "AttackResult", "attack", "attack_in_batches",
+    "method_config", "prepare", "draw_targets",
     "correctly_classified", "predict", "random_targets", "perturbable_mask", "forward_logits",
     "Numerics", "SmartConfig", "IAAConfig", "CIASAConfig", "MotionDiscriminator", "train_motion_discriminator",
     "train_discriminator_against_attack", "prepare_ciasa", "resolve_angle_bounds", "linf_distance",
@@ -50,13 +64,13 @@ __all__ = [
 
 def method_config(method: str, **options):
     """The config dataclass of `method` with `options` applied (unknown options raise TypeError)."""
-    if method in PERCEPTUAL_KINDS:
-        return SmartConfig.from_preset(method, **options)
-    if method == "iaa":
-        return IAAConfig(**options)
-    if method == "ciasa":
-        return CIASAConfig(**options)
-    raise ValueError(f"unknown attack method {method!r}: choose one of {', '.join(METHODS)}")
+    return REGISTRY.config(method, **options)
+
+
+def prepare(config, model, skeleton, labels, **kwargs) -> Preparation:
+    """Fix what a run shares before its first batch: SA targets over all `labels` and the
+    method's learned state (its `prepare` hook). See `registry.prepare_attack`."""
+    return prepare_attack(REGISTRY, config, model, skeleton, labels, **kwargs)
 
 
 def attack(
@@ -108,35 +122,28 @@ def attack(
     mask = None if mask is None else torch.as_tensor(mask, device=device).bool()
     config = config if config is not None else method_config(method, **method_options)
 
-    if strategy == "sa":
-        if targets is None:
-            with torch.no_grad():
-                num_classes = forward_logits(model, motions[:1], preprocess).shape[-1]
-            targets = random_targets(labels, num_classes, seed)
-        targets = torch.as_tensor(targets).long().to(device)
+    # A config prepared already (attack_in_batches, a generation run) is used as it is.
+    prepared = prepare(config, model, skeleton, labels, strategy=strategy, seed=seed, targets=targets,
+                       probe=motions[:1], preprocess=preprocess, train_motions=train_motions,
+                       train_labels=train_labels)
+    targets = prepared.targets
+    if targets is not None:
+        targets = targets.to(device)
         if bool((targets == labels).any()):
             raise ValueError("a specified attack's target equals the true label")
-    else:
-        targets = None
-
-    if isinstance(config, CIASAConfig):
-        config, _ = prepare_ciasa(config, model, skeleton, train_motions, train_labels, preprocess=preprocess,
-                                  seed=seed)
-    if isinstance(config, SmartConfig):
-        impl = SmartMethod(config, motions.detach(), skeleton, mask,
-                           fps=None if fps is None else torch.as_tensor(fps, dtype=motions.dtype, device=device))
-    elif isinstance(config, IAAConfig):
-        impl = IAAMethod(config, motions.detach(), skeleton, mask)
-    elif isinstance(config, CIASAConfig):
-        impl = CIASAMethod(config, motions.detach(), skeleton, mask)
-    else:
-        raise TypeError(f"not an attack config: {type(config).__name__}")
+    impl = prepared.method.build(prepared.config, motions.detach(), skeleton, mask,
+                                 fps=None if fps is None else torch.as_tensor(fps, dtype=motions.dtype, device=device))
 
     return run_attack(
         model, motions, labels, impl, strategy=strategy, top_n=top_n, targets=targets,
         iterations=iterations, mask=mask, preprocess=preprocess, progress=progress, early_stop=early_stop,
         margin=margin, accept=accept, numerics=numerics,
     )
+
+
+# attack()'s own keywords; any other option of attack_in_batches is a method option.
+_ATTACK_KEYWORDS = frozenset(name for name, p in inspect.signature(attack).parameters.items()
+                             if p.kind is not inspect.Parameter.VAR_KEYWORD)
 
 
 def attack_in_batches(
@@ -164,28 +171,30 @@ def attack_in_batches(
     on_batch(batch_index, indices, result) is called as soon as a batch is done
     (`indices` are positions in `motions`, `result` is on the CPU), so a caller can store
     each batch and resume later by passing only the clips it has not stored. For resumable
-    SA runs, draw targets once for the whole set with `random_targets` and pass them.
-    CIASA learns its angle box and trains its discriminator once, on `train_motions` /
-    `train_labels` (clean training clips, never these), unless the options give them.
+    SA runs, draw targets once for the whole set with `draw_targets` and pass them.
+    The run is prepared once (`prepare`) before the first batch: SA targets drawn over all
+    `labels`, and CIASA learns its angle box and trains its discriminator on `train_motions`
+    / `train_labels` (clean training clips, never these), unless the options give them.
     fps: a number, or one frame rate per motion (N,).
     """
     n = len(motions)
     device = torch.device(device) if device is not None else (
         motions.device if torch.is_tensor(motions) else torch.device("cpu"))
     labels_all = torch.as_tensor(np.asarray(labels) if not torch.is_tensor(labels) else labels).long().cpu()
-    if strategy == "sa" and targets is None:
-        with torch.no_grad():
-            num_classes = forward_logits(model, _batch(motions, [0], device), attack_options.get("preprocess")).shape[-1]
-        targets = random_targets(labels_all, num_classes, seed)
-    if method == "ciasa" and attack_options.get("config") is None:
-        names = {f.name for f in dataclasses.fields(CIASAConfig)}
-        cfg = CIASAConfig(**{k: v for k, v in attack_options.items() if k in names})
-        train = attack_options.pop("train_motions", None)
-        train_labels = attack_options.pop("train_labels", None)
-        cfg, _ = prepare_ciasa(cfg, model, skeleton, None if train is None else torch.as_tensor(train).to(device),
-                               train_labels, preprocess=attack_options.get("preprocess"), seed=seed)
-        attack_options = {k: v for k, v in attack_options.items() if k not in names}
-        attack_options["config"] = cfg
+    # Prepared once for the whole set (SA targets, the method's learned state); every batch
+    # gets the prepared config and its rows of the targets, so nothing is drawn or trained twice.
+    config = attack_options.pop("config", None)
+    method_options = {k: attack_options.pop(k) for k in list(attack_options) if k not in _ATTACK_KEYWORDS}
+    config = config if config is not None else method_config(method, **method_options)
+    train = attack_options.pop("train_motions", None)
+    train_labels = attack_options.pop("train_labels", None)
+    prepared = prepare(
+        config, model, skeleton, labels_all, strategy=strategy, seed=seed, targets=targets,
+        probe=_batch(motions, [0], device) if n and strategy == "sa" and targets is None else None,
+        preprocess=attack_options.get("preprocess"),
+        train_motions=None if train is None else torch.as_tensor(train).to(device), train_labels=train_labels)
+    targets = prepared.targets
+    attack_options["config"] = prepared.config
 
     results = []
     starts = range(0, n, batch_size)
@@ -206,44 +215,6 @@ def attack_in_batches(
     if not results:
         raise ValueError("attack_in_batches got no motions")
     return AttackResult.concatenate(results)
-
-
-def prepare_ciasa(config: CIASAConfig, model, skeleton, train_motions=None, train_labels=None, *,
-                  preprocess=None, seed: int = 0, batch_size: int = 32):
-    """Resolve CIASA's angle box and train its discriminator from clean training motions.
-
-    Returns (config with `angle_bounds` an array or None and `discriminator` set when
-    gan_weight > 0, record) where record says what each came from: the box's source and
-    the positions in `train_motions` the discriminator saw. The discriminator is trained
-    alternately with CIASA itself (`train_discriminator_against_attack`): each round, CIASA
-    (with the current D) attacks a batch of training clips for `discriminator_attack_steps`
-    iterations, then D learns clean training clips against those perturbations.
-    """
-    record = {}
-    if config.needs_training_motions and train_motions is None:
-        raise ValueError("CIASA needs clean training motions (train_motions) to learn its angle box "
-                         "and discriminator, or angle_bounds=<array>/'none' and a discriminator (or gan_weight=0)")
-    bounds = config.angle_bounds
-    if isinstance(bounds, str):
-        record["angle_bounds"] = bounds
-    bounds = resolve_angle_bounds(bounds, skeleton, train_motions, margin=config.angle_margin)
-    config = dataclasses.replace(config, angle_bounds=bounds)
-    if config.gan_weight and config.discriminator is None:
-        q = torch.as_tensor(train_motions)
-        q = q if q.is_floating_point() else q.float()
-        labels = torch.as_tensor(np.asarray(train_labels) if not torch.is_tensor(train_labels) else train_labels).long()
-        def perturb(batch, positions, disc):
-            cfg = dataclasses.replace(config, discriminator=disc)
-            return attack(model, batch, labels[torch.as_tensor(positions)].to(batch.device), skeleton,
-                          method="ciasa", config=cfg, iterations=config.discriminator_attack_steps,
-                          early_stop=False, preprocess=preprocess, seed=seed).adversarial
-
-        disc, seen = train_discriminator_against_attack(
-            q, skeleton, perturb, warmup_steps=config.discriminator_steps, rounds=config.discriminator_rounds,
-            batch_size=batch_size, seed=seed)
-        config = dataclasses.replace(config, discriminator=disc)
-        record["discriminator_positions"] = seen
-    return config, record
 
 
 def _batch(array, idx, device):

@@ -28,6 +28,7 @@ the same D. Its gradient reaches the motion, so `gan_weight` matters.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,9 +36,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from attacks.core.methods.engine import AttackMethod
+from attacks.core.methods.engine import AttackMethod, run_attack
 from attacks.core.methods.iaa import clip_linf
-from attacks.core.methods.motion_discriminator import realism_loss
+from attacks.core.methods.motion_discriminator import realism_loss, train_discriminator_against_attack
+from attacks.core.methods.registry import Method
 from attacks.core.methods.skeleton_constraints import (bone_angle_bounds_from_motions, bone_bending_angles,
                                                   realign_bones)
 
@@ -91,8 +93,8 @@ def resolve_angle_bounds(spec, skeleton, train_motions=None, margin: float = 5.0
 
 
 class CIASAMethod(AttackMethod):
-    def __init__(self, config: CIASAConfig, originals, skeleton, mask):
-        super().__init__(config, originals, skeleton, mask)
+    def __init__(self, config: CIASAConfig, originals, skeleton, mask, fps=None):
+        super().__init__(config, originals, skeleton, mask, fps=fps)
         if config.gan_weight and config.discriminator is None:
             raise ValueError("CIASA with gan_weight > 0 needs a discriminator (train_discriminator_against_attack)")
         if isinstance(config.angle_bounds, (str, Path)) and str(config.angle_bounds) == "train":
@@ -138,6 +140,49 @@ class CIASAMethod(AttackMethod):
         return new
 
 
+def prepare_ciasa(config: CIASAConfig, model, skeleton, train_motions=None, train_labels=None, *,
+                  preprocess=None, seed: int = 0, batch_size: int = 32):
+    """CIASA's prepare hook: resolve its angle box and train its discriminator from clean
+    training motions, once per run (every batch, shard and resumed run then shares them).
+
+    Returns (config with `angle_bounds` an array or None and `discriminator` set when
+    gan_weight > 0, record) where record says what each came from: the box's source and
+    the positions in `train_motions` the discriminator saw. The discriminator is trained
+    alternately with CIASA itself (`train_discriminator_against_attack`): each round, CIASA
+    (with the current D) attacks a batch of training clips for `discriminator_attack_steps`
+    iterations, then D learns clean training clips against those perturbations.
+    """
+    record = {}
+    if config.needs_training_motions and train_motions is None:
+        raise ValueError("CIASA needs clean training motions (train_motions) to learn its angle box "
+                         "and discriminator, or angle_bounds=<array>/'none' and a discriminator (or gan_weight=0)")
+    bounds = config.angle_bounds
+    if isinstance(bounds, str):
+        record["angle_bounds"] = bounds
+    bounds = resolve_angle_bounds(bounds, skeleton, train_motions, margin=config.angle_margin)
+    config = dataclasses.replace(config, angle_bounds=bounds)
+    if config.gan_weight and config.discriminator is None:
+        q = torch.as_tensor(train_motions)
+        q = q if q.is_floating_point() else q.float()
+        labels = torch.as_tensor(np.asarray(train_labels) if not torch.is_tensor(train_labels) else train_labels).long()
+
+        def perturb(batch, positions, disc):
+            """CIASA's own AB attack on training clips with the current D (its fakes)."""
+            cfg = dataclasses.replace(config, discriminator=disc)
+            batch = batch if batch.is_floating_point() else batch.float()
+            return run_attack(model, batch, labels[torch.as_tensor(positions)].to(batch.device).long(),
+                              CIASAMethod(cfg, batch.detach(), skeleton, None), strategy="ab",
+                              iterations=config.discriminator_attack_steps, early_stop=False,
+                              preprocess=preprocess).adversarial
+
+        disc, seen = train_discriminator_against_attack(
+            q, skeleton, perturb, warmup_steps=config.discriminator_steps, rounds=config.discriminator_rounds,
+            batch_size=batch_size, seed=seed)
+        config = dataclasses.replace(config, discriminator=disc)
+        record["discriminator_positions"] = seen
+    return config, record
+
+
 def clip_box(bounds, originals: torch.Tensor, skeleton) -> torch.Tensor:
     """(N, M, T, V, 2) degrees: the box widened, per sample, person and frame, to hold the
     original's own bending angle, so an original outside the training range stays feasible
@@ -158,3 +203,9 @@ def linf_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def _excess(q, q0, epsilon) -> torch.Tensor:
     return linf_distance(q, q0) > epsilon * (1 + 1e-5) + 1e-7
+
+
+# A config whose box is resolved and whose discriminator is set (or not needed) has nothing
+# left to learn: `attack()` then uses it as it is, so a prepared run never trains twice.
+METHOD = Method(name="ciasa", config=CIASAConfig, implementation=CIASAMethod, prepare=prepare_ciasa,
+                needs_preparation=lambda config: config.needs_training_motions, budget="epsilon")

@@ -57,7 +57,9 @@ class AttackMethod:
     Both see only samples that are still being attacked.
     """
 
-    def __init__(self, config, originals: torch.Tensor, skeleton, mask: torch.Tensor | None):
+    def __init__(self, config, originals: torch.Tensor, skeleton, mask: torch.Tensor | None, fps=None):
+        # fps: the clips' frame rates, for methods whose losses are per second (SMART's);
+        # every method is built with the same arguments (`registry.Method.build`).
         self.config = config
         self.originals = originals
         self.skeleton = skeleton

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from attacks.core.methods.engine import AttackMethod
+from attacks.core.methods.registry import Method
 
 
 @dataclass
@@ -32,3 +33,6 @@ class IAAMethod(AttackMethod):
 def clip_linf(x: torch.Tensor, reference: torch.Tensor, epsilon: float) -> torch.Tensor:
     """Project x into the L∞ ball of radius epsilon around reference (same shape)."""
     return torch.max(torch.min(x, reference + epsilon), reference - epsilon)
+
+
+METHOD = Method(name="iaa", config=IAAConfig, implementation=IAAMethod, budget="epsilon")

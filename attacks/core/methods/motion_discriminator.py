@@ -17,7 +17,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from attacks.core.methods.skeleton_constraints import bone_directions
 
 
 def motion_features(motions: torch.Tensor, skeleton) -> torch.Tensor:

@@ -26,37 +26,18 @@ much each term steers, as the paper's weights suggest, whatever the units.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
-from attacks.core.methods.losses import DYN_REDUCTIONS, frame_rates, perceptual_loss, perceptual_terms, total_loss
+from attacks.core.methods.losses import (DYN_REDUCTIONS, PERCEPTUAL_KINDS, frame_rates, perceptual_loss,
+                                         perceptual_terms, total_loss)
 from attacks.core.methods.engine import AttackMethod
+from attacks.core.methods.registry import Method
 
 TIME_UNITS = ("second", "frame")
 UPDATES = ("adam", "step")
 TERM_FLOOR = 1e-3  # see _unit_per_frame
-
-# Named readings of SMART (README, *SMART presets*). Each is a set of SmartConfig values;
-# options given explicitly override them. Bump a preset's version whenever its values
-# change: the name and version are stored with every run and shown in every report.
-PRESETS = {
-    # This implementation: Lc and each Lp term's gradient normalised per frame, mixed by w,
-    # α·β and 1 − α, then Adam (lr metres per coordinate per step).
-    "balanced": {},
-    # The paper's text (sections 3-4): L = w·Lc + (1 − w)·Lp summed as printed, w = 0.4,
-    # Adam with lr 0.005, γ multiplying the difference before squaring (arXiv Eq.), forward
-    # differences per frame. Computed in metres: the authors' lr and loss are in the units
-    # of their normalised data, which the paper does not state (README).
-    "paper": {"balance": False, "balance_terms": False, "time_unit": "frame"},
-    # The authors' released update rule (realcrane's code and the RobustBenchHAR port): the
-    # classification and perceptual gradients each normalised (per frame here) and mixed
-    # with classWeight 0.6, a plain gradient step of 0.01 (their data units; metres here),
-    # Lp = 0.7·l_bl + 0.3·(0.6·Σγ·d² + 0.4·unweighted acceleration), Δt = 1/30 s, frame sums.
-    "authors": {"update": "step", "lr": 0.01, "w": 0.6, "balance_terms": False, "gamma_on_squared": True,
-                "acc_gamma": False, "dyn_reduction": "sum", "bone_reduction": "sum", "fixed_fps": 30.0},
-}
-PRESET_VERSIONS = {"balanced": 1, "paper": 1, "authors": 1}
-DEFAULT_PRESET = "authors"  # chosen from measurements: README, "SMART presets on GTU3DActions"
 
 
 @dataclass
@@ -85,13 +66,45 @@ class SmartConfig:
     preset: str = "balanced"  # the named reading these values came from (see PRESETS); the dataclass
     # defaults are `balanced`'s values, `from_preset` (what `method_config` calls) starts from DEFAULT_PRESET
 
+    # SMART's defaults are all here: the field defaults above, the named readings below and
+    # which of them a run gets when it names none. The CLI, `generation_config` and the
+    # reports read them from this class, so changing a default is one edit.
+    #
+    # Named readings of SMART (README, *SMART presets*). Each is a set of SmartConfig values;
+    # options given explicitly override them. Bump a preset's version whenever its values
+    # change: the name and version are stored with every run and shown in every report.
+    PRESETS: ClassVar[dict] = {
+        # This implementation: Lc and each Lp term's gradient normalised per frame, mixed by w,
+        # α·β and 1 − α, then Adam (lr metres per coordinate per step).
+        "balanced": {},
+        # The paper's text (sections 3-4): L = w·Lc + (1 − w)·Lp summed as printed, w = 0.4,
+        # Adam with lr 0.005, γ multiplying the difference before squaring (arXiv Eq.), forward
+        # differences per frame. Computed in metres: the authors' lr and loss are in the units
+        # of their normalised data, which the paper does not state (README).
+        "paper": {"balance": False, "balance_terms": False, "time_unit": "frame"},
+        # The authors' released update rule (realcrane's code and the RobustBenchHAR port): the
+        # classification and perceptual gradients each normalised (per frame here) and mixed
+        # with classWeight 0.6, a plain gradient step of 0.01 (their data units; metres here),
+        # Lp = 0.7·l_bl + 0.3·(0.6·Σγ·d² + 0.4·unweighted acceleration), Δt = 1/30 s, frame sums.
+        "authors": {"update": "step", "lr": 0.01, "w": 0.6, "balance_terms": False, "gamma_on_squared": True,
+                    "acc_gamma": False, "dyn_reduction": "sum", "bone_reduction": "sum", "fixed_fps": 30.0},
+    }
+    PRESET_VERSIONS: ClassVar[dict] = {"balanced": 1, "paper": 1, "authors": 1}
+    DEFAULT_PRESET: ClassVar[str] = "authors"  # chosen from measurements: README, "SMART presets on GTU3DActions"
+
+    @classmethod
+    def resolve_preset(cls, preset: str | None = None) -> tuple[str, int]:
+        """(name, version) of the preset a run uses: `preset`, or DEFAULT_PRESET when None."""
+        preset = preset or cls.DEFAULT_PRESET
+        if preset not in cls.PRESETS:
+            raise ValueError(f"unknown SMART preset {preset!r}: choose one of {', '.join(cls.PRESETS)}")
+        return preset, cls.PRESET_VERSIONS[preset]
+
     @classmethod
     def from_preset(cls, perceptual: str = "smart", preset: str | None = None, **options) -> "SmartConfig":
         """The preset's values, then `options` on top (an explicit option always wins)."""
-        preset = preset or DEFAULT_PRESET
-        if preset not in PRESETS:
-            raise ValueError(f"unknown SMART preset {preset!r}: choose one of {', '.join(PRESETS)}")
-        return cls(perceptual=perceptual, preset=preset, **{**PRESETS[preset], **options})
+        preset, _version = cls.resolve_preset(preset)
+        return cls(perceptual=perceptual, preset=preset, **{**cls.PRESETS[preset], **options})
 
     def step_bound(self) -> float:
         """Most any coordinate moves in one update, in metres: Adam's first step is ±lr per
@@ -107,8 +120,8 @@ class SmartConfig:
             raise ValueError(f"update must be one of {', '.join(UPDATES)}, got {self.update!r}")
         if self.update == "step" and not self.balance:
             raise ValueError("update='step' takes unit-normalised gradients: it needs balance=true")
-        if self.preset not in PRESETS:
-            raise ValueError(f"unknown SMART preset {self.preset!r}: choose one of {', '.join(PRESETS)}")
+        if self.preset not in self.PRESETS:
+            raise ValueError(f"unknown SMART preset {self.preset!r}: choose one of {', '.join(self.PRESETS)}")
         if not self.loss_unit > 0 or (self.fixed_fps is not None and not self.fixed_fps > 0):
             raise ValueError("loss_unit and fixed_fps must be positive")
         for name in ("balance", "balance_terms", "gamma_on_squared", "acc_gamma"):
@@ -124,9 +137,15 @@ class SmartConfig:
         return self.perceptual == "smart" and any(b != 0 for b in self.betas[1:])
 
 
+# The names this module has always exported, read from SmartConfig (not copies of it).
+PRESETS = SmartConfig.PRESETS
+PRESET_VERSIONS = SmartConfig.PRESET_VERSIONS
+DEFAULT_PRESET = SmartConfig.DEFAULT_PRESET
+
+
 class SmartMethod(AttackMethod):
     def __init__(self, config: SmartConfig, originals, skeleton, mask, fps=None):
-        super().__init__(config, originals, skeleton, mask)
+        super().__init__(config, originals, skeleton, mask, fps=fps)
         self.fps = None
         if config.time_unit == "second" and config.uses_derivatives() and config.fixed_fps:
             self.fps = frame_rates(config.fixed_fps, originals)
@@ -198,3 +217,11 @@ def _unit_per_frame(grad: torch.Tensor, eps: float = 1e-18, floor: float = 0.0) 
     if floor:
         norm = torch.maximum(norm, floor * norm.flatten(1).amax(dim=1).view(-1, 1, 1))
     return grad / (norm[..., None, None] + eps)
+
+
+# SMART and its perceptual ablations are one module: the ablations are names for its config
+# with another `perceptual` loss, built through the same presets.
+METHOD = Method(
+    name="smart", config=SmartConfig, implementation=SmartMethod, configure=SmartConfig.from_preset, budget="lr",
+    variants={kind: {"perceptual": kind} for kind in PERCEPTUAL_KINDS if kind != "smart"},
+)

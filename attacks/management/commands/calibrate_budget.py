@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from attacks.core.methods import STRATEGIES
+from attacks.core.methods import REGISTRY, STRATEGIES
 from attacks.services.calibration import BUDGET_PARAMETER, calibrate_budget, default_reference, sweep_budget
 from attacks.models import GenerationRun
 from attacks.core.errors import AttacksError
@@ -56,7 +56,7 @@ class Command(BaseCommand):
                         raise CommandError(f"no budget parameter for {method}")
                     sweep_budget(recognizer, method, sweep, parameter=o["parameter"], strategy=o["strategy"],
                                  iterations=o["iterations"], split=o["split"], limit=o["limit"],
-                                 preset=o["preset"] if method not in ("iaa", "ciasa") else None,
+                                 preset=o["preset"] if hasattr(REGISTRY[method].config, "resolve_preset") else None,
                                  options=options, tie_step=o["ratio"], **common)
                 return
             reference = self._reference(recognizer, o)

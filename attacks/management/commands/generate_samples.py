@@ -4,9 +4,9 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db.models import F
 
 from attacks.services.generation import generate_samples, generation_config, transfer_samples
-from attacks.core.methods import METHODS, STRATEGIES, Numerics
+from attacks.core.methods import METHODS, STRATEGIES, Numerics, SmartConfig
 from attacks.core.methods.numerics import COMPILE_MIN_CLIPS
-from attacks.core.methods.smart import DEFAULT_PRESET, PRESETS
+from attacks.core.methods.smart import METHOD as SMART
 from attacks.models import Recognizer, TransferResult
 from attacks.core.errors import AttacksError
 
@@ -24,11 +24,13 @@ class Command(BaseCommand):
         parser.add_argument("--top-n", type=int, default=3, help="ABN: success when the true label leaves the top N")
         parser.add_argument("--target", help="SA: a label index, or 'random' (default) for a seeded draw")
         parser.add_argument("--iterations", type=int, default=300)
-        parser.add_argument("--lr", type=float, help="Adam step for smart/l2/l2-acc/l2-bone (paper: 0.005-0.0005)")
+        parser.add_argument("--lr", type=float, help=f"Step of {'/'.join(SMART.names)} (default: the preset's; "
+                                                     "paper: 0.005-0.0005)")
         parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                             help="Method option, e.g. epsilon=0.01 step_size=0.001 gan_weight=0.1 alpha=0.3")
-        parser.add_argument("--preset", choices=sorted(PRESETS),
-                            help=f"smart/l2/l2-acc/l2-bone: the reading of SMART (default {DEFAULT_PRESET}; README)")
+        parser.add_argument("--preset", choices=sorted(SmartConfig.PRESETS),
+                            help=f"{'/'.join(SMART.names)}: the reading of SMART "
+                                 f"(default {SmartConfig.DEFAULT_PRESET}; README)")
         parser.add_argument("--margin", type=float, default=0.0, metavar="KAPPA",
                             help="Success only when the wrong class (SA: the target) leads by KAPPA in logits")
         parser.add_argument("--batch-size", type=int, default=64)
