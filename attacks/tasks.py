@@ -25,6 +25,8 @@ from attacks.models import GenerationRun, Recognizer
 from attacks.services.recognition import load_model
 from attacks.core.sharding import aligned_shard_size, plan_shards
 
+Status = GenerationRun.Status
+
 log = logging.getLogger(__name__)
 
 
@@ -34,7 +36,7 @@ def queue_run(recognizer: Recognizer, config: dict, *, shard_size=256, batch_siz
     send one task per shard that still has clips to attack. Returns (run, shards sent).
     Queuing a run again re-sends only its unfinished shards."""
     run = open_run(recognizer, config)
-    scope, attackable, _model, _inputs = prepare_run(run, device=device, status="queued")
+    scope, attackable, _model, _inputs = prepare_run(run, device=device, status=Status.QUEUED)
     return run, send_shards(run, attackable, scope.stored_positions(), shard_size=shard_size,
                             batch_size=batch_size, queue=queue)
 
@@ -46,7 +48,7 @@ def send_shards(run: GenerationRun, attackable, stored: set[int], *, shard_size,
     run.queue_options = {"shard_size": aligned_shard_size(shard_size, batch_size), "batch_size": batch_size}
     fields = ["shards", "shards_finished", "queue_options"]
     if len(finished) == len(shards):
-        run.status, run.finished_at = "done", timezone.now()
+        run.status, run.finished_at = Status.DONE, timezone.now()
         fields += ["status", "finished_at"]
     run.save(update_fields=fields)
     sent = 0
@@ -62,9 +64,9 @@ def send_shards(run: GenerationRun, attackable, stored: set[int], *, shard_size,
 def prepare_queued_run(self, run_id: int, shard_size: int, batch_size: int) -> int:
     """Started from admin: prepare on a worker's device, then send the shards to the same queue."""
     run = GenerationRun.objects.select_related("recognizer__dataset", "recognizer__split").filter(pk=run_id).first()
-    if run is None or run.status == "cancelled":
+    if run is None or run.status == Status.CANCELLED:
         return 0
-    scope, attackable, _model, _inputs = prepare_run(run, device=worker_device(), status="queued")
+    scope, attackable, _model, _inputs = prepare_run(run, device=worker_device(), status=Status.QUEUED)
     queue = (self.request.delivery_info or {}).get("routing_key")
     return send_shards(run, attackable, scope.stored_positions(), shard_size=shard_size, batch_size=batch_size,
                        queue=queue)
@@ -74,9 +76,9 @@ def prepare_queued_run(self, run_id: int, shard_size: int, batch_size: int) -> i
 def attack_shard(run_id: int, index: int, positions: list[int], batch_size: int) -> str:
     """Attack one shard on this worker's device and store it batch by batch."""
     run = GenerationRun.objects.select_related("recognizer__dataset", "recognizer__split").filter(pk=run_id).first()
-    if run is None or run.status == "cancelled":
+    if run is None or run.status == Status.CANCELLED:
         return "skipped"
-    GenerationRun.objects.filter(pk=run_id, status="queued").update(status="running")
+    GenerationRun.objects.filter(pk=run_id, status=Status.QUEUED).update(status=Status.RUNNING)
     device = worker_device()
     try:
         stored = attack_positions(load_scope(run), positions, model=cached_model(run.recognizer, device),
@@ -85,7 +87,7 @@ def attack_shard(run_id: int, index: int, positions: list[int], batch_size: int)
         log.info("run %d cancelled during shard %d", run_id, index, extra={"run": run_id, "shard": index})
         return "cancelled"
     except Exception:
-        GenerationRun.objects.filter(pk=run_id).exclude(status="cancelled").update(status="failed")
+        GenerationRun.objects.filter(pk=run_id).exclude(status=Status.CANCELLED).update(status=Status.FAILED)
         log.exception("shard %d of run %d failed", index, run_id, extra={"run": run_id, "shard": index})
         raise
     finish_shard(run_id, index)
@@ -101,8 +103,8 @@ def finish_shard(run_id: int, index: int):
         finished = set(run.shards_finished) | {index}
         run.shards_finished = sorted(finished)
         fields = ["shards_finished"]
-        if len(finished) >= run.shards and run.status in ("queued", "running"):
-            run.status, run.finished_at = "done", timezone.now()
+        if len(finished) >= run.shards and run.status in (Status.QUEUED, Status.RUNNING):
+            run.status, run.finished_at = Status.DONE, timezone.now()
             fields += ["status", "finished_at"]
         run.save(update_fields=fields)
 

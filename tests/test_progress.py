@@ -3,6 +3,7 @@ redraws in a log file): `attacks.core.progress`, and the commands that use it.""
 import logging
 
 import pytest
+import torch
 from django.core.management import call_command
 
 from attacks.core.progress import LoggedSteps, note, steps
@@ -70,3 +71,29 @@ def test_import_and_training_commands_log_a_line_per_file_and_epoch_not_per_redr
     assert any(line.startswith("reading synthetic: file ") for line in lines)
     assert len(lines) <= 3 + 3  # the epochs, and at most one reading line per synthetic file (3 classes)
     assert "\r" not in capsys.readouterr().err  # pytest's captured stderr is not a terminal: no bar
+
+
+class _Linear(torch.nn.Module):
+    """A recognizer small enough for a progress test: logits linear in the motion."""
+
+    def __init__(self, t, v, classes=3):
+        super().__init__()
+        self.fc = torch.nn.Linear(3 * t * v * 1, classes)
+
+    def forward(self, x):
+        return self.fc(x.flatten(1))
+
+
+def test_an_attack_over_batches_logs_a_line_per_batch_with_the_fooled_count(caplog):
+    from attacks.core.methods import attack_in_batches
+    from attacks.core.skeletons import get_skeleton
+    caplog.set_level(logging.INFO, logger="attacks.progress")
+    skeleton = get_skeleton("ntu25")
+    torch.manual_seed(0)
+    model = _Linear(8, skeleton.num_joints)
+    motions = torch.randn(10, 1, 8, skeleton.num_joints, 3) * 0.1
+    labels = model(motions.permute(0, 4, 2, 3, 1)).argmax(1)
+    result = attack_in_batches(model, motions, labels, skeleton, batch_size=4, iterations=3, show_progress=True)
+    lines = progress_lines(caplog)
+    assert [line.split(" (")[0] for line in lines] == ["smart/ab: batch 1/3", "smart/ab: batch 2/3", "smart/ab: batch 3/3"]
+    assert lines[-1].endswith(f"fooled={int(result.success.sum())}/10")

@@ -34,8 +34,11 @@ from attacks.core.methods import (METHODS, REGISTRY, MotionDiscriminator, attack
                                   method_config, prepare)
 from attacks.core.methods.numerics import PRECISIONS, Numerics
 from attacks.core.methods.metrics import perceptual_metrics
+from attacks.core.errors import AttacksError
 from attacks.models import AdversarialSample, GenerationRun, Recognizer, TransferResult, motion_to_bytes
 from attacks.services.recognition import RecognitionError, load_model, model_inputs, recognizer_inputs, split_clips, view_protocol
+
+Status = GenerationRun.Status
 
 
 @dataclasses.dataclass
@@ -45,7 +48,7 @@ class GenerationReport:
     already_stored: int
 
 
-class GenerationCancelled(Exception):
+class GenerationCancelled(AttacksError):
     """The run was cancelled (admin) while a batch was being attacked; what is stored stays."""
 
 
@@ -147,7 +150,7 @@ def generate_samples(recognizer: Recognizer, config: dict, *, batch_size=64, dev
     todo = [int(i) for i in attackable if int(i) not in stored]
     attack_positions(scope, todo, model=model, inputs=inputs, batch_size=batch_size, device=device,
                      progress=progress, compile=compile, channels_last=channels_last)
-    run.status, run.finished_at = "done", timezone.now()
+    run.status, run.finished_at = Status.DONE, timezone.now()
     run.save(update_fields=["status", "finished_at"])
     return GenerationReport(run=run, attacked_now=len(todo), already_stored=len(stored))
 
@@ -158,12 +161,12 @@ def open_run(recognizer: Recognizer, config: dict) -> GenerationRun:
         recognizer=recognizer, config_hash=GenerationRun.hash_config(config),
         defaults={"method": config["method"], "strategy": config["strategy"], "split": config["split"],
                   "config": config})
-    if run.status == "cancelled":
+    if run.status == Status.CANCELLED:
         raise RecognitionError(f"run {run.pk} was cancelled; delete it to start again")
     return run
 
 
-def prepare_run(run: GenerationRun, *, device="cpu", status="running"):
+def prepare_run(run: GenerationRun, *, device="cpu", status=Status.RUNNING):
     """Classify the scope, record its size, and fix what is random: the SA targets (drawn
     over the whole scope by `draw_targets`) and the method's prepare hook (run once, its
     learned state stored under DATA_DIR by `prepare_method_run`). Both `generate_samples`
@@ -284,7 +287,7 @@ def attack_positions(scope: GenerationScope, positions, *, model=None, inputs=No
             AdversarialSample.objects.bulk_create(rows, ignore_conflicts=True)
         reset_queries()  # with DEBUG on, Django would keep every batch's SQL, motions in hex included
         written += len(rows)
-        if GenerationRun.objects.filter(pk=run.pk, status="cancelled").exists():
+        if GenerationRun.objects.filter(pk=run.pk, status=Status.CANCELLED).exists():
             raise GenerationCancelled(f"run {run.pk} was cancelled")
 
     def preprocess(x):

@@ -26,8 +26,8 @@ from typing import Callable
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+from attacks.core.progress import steps
 from attacks.core.methods import ciasa, iaa, smart
 from attacks.core.methods.losses import STRATEGIES
 from attacks.core.methods.ciasa import CIASAConfig, linf_distance, prepare_ciasa, resolve_angle_bounds
@@ -198,7 +198,9 @@ def attack_in_batches(
 
     results = []
     starts = range(0, n, batch_size)
-    for b, start in enumerate(tqdm(starts, desc=f"{method}/{strategy}", unit="batch", disable=not show_progress)):
+    bar = steps(starts, f"{method}/{strategy}", "batch", enabled=show_progress)
+    fooled = attacked = 0
+    for b, start in enumerate(bar):
         idx = np.arange(start, min(start + batch_size, n))
         judge = None if accept is None else (lambda x, rows, _idx=idx: accept(x, _idx[rows.cpu().numpy()]))
         result = attack(
@@ -212,6 +214,8 @@ def attack_in_batches(
         if on_batch is not None:
             on_batch(b, idx, result)
         results.append(result)
+        fooled, attacked = fooled + int(result.success.sum()), attacked + len(idx)
+        bar.set_postfix(fooled=f"{fooled}/{attacked}")
     if not results:
         raise ValueError("attack_in_batches got no motions")
     return AttackResult.concatenate(results)

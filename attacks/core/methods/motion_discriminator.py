@@ -18,7 +18,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
-
 def motion_features(motions: torch.Tensor, skeleton) -> torch.Tensor:
     """(N, M, T, V, 3) -> (N, F, T) with F = M·3·(B + V): bone directions and joint velocities."""
     n, m, t, v, _ = motions.shape
