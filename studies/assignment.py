@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from attacks.models import AdversarialSample
 
+from studies.core.errors import StudyError
 from studies.models import MotionHandle, Participant, Response, SeriesParticipant, Stimulus, Study, StudySeries, Trial
 from studies.core.participation_config import COMPLETED, SCREENED_OUT, TIMED_OUT, consent_version
 from studies.protocols.base import SENSITIVITY, PoolItem, SampleInfo, check_capacity, clips_of, items_needed, least_used
@@ -124,7 +125,7 @@ def _check_capacity(study: Study, pool: list[PoolItem]):
         check_capacity(study.protocol, pool, infos, study.config)
 
 
-class ParticipationConflict(Exception):
+class ParticipationConflict(StudyError):
     """A start that names a PROLIFIC_PID with a participation already, without proving it
     is the same person (same SESSION_ID or the browser's resume token)."""
 
@@ -470,7 +471,7 @@ def withdraw(participant: Participant) -> int:
     return len(targets)
 
 
-class SeriesError(Exception):
+class SeriesError(StudyError):
     """The next study of a series cannot be started (it is not running)."""
 
 

@@ -12,6 +12,8 @@ import hashlib
 import re
 import secrets
 
+from studies.core.errors import StudyInputError
+
 # Outcomes that end a participation, in the order the admin lists them. 'no_consent' ends
 # before any participation exists (the decline page); it gets a code only when configured.
 COMPLETED, SCREENED_OUT, TIMED_OUT, NO_CONSENT = "completed", "screened_out", "timed_out", "no_consent"
@@ -32,7 +34,7 @@ PARTICIPATION_TYPES = {"completion_codes": dict, "redirect_urls": dict, "consent
 QUESTION_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 
 
-class ParticipationConfigError(ValueError):
+class ParticipationConfigError(StudyInputError):
     """A participation key that cannot run; the message names the key."""
 
 

@@ -15,6 +15,7 @@ from dataclasses import MISSING, dataclass, field, fields
 
 import numpy as np
 
+from studies.core.errors import StudyInputError
 from attacks.core.data.labels import PARTICIPANT_UNNAMED, label_name
 from studies.core.participation_config import PARTICIPATION_DEFAULTS, validate_participation
 
@@ -31,7 +32,7 @@ BROKEN = "broken"
 SENSITIVITY = "sensitivity"
 
 
-class ConfigurationError(ValueError):
+class ConfigurationError(StudyInputError):
     """A study configuration that a protocol cannot run; the message names the key."""
 
 
