@@ -1,5 +1,6 @@
 """The import and export commands against real files: one transaction, no duplicates, exact values."""
 import json
+import logging
 import shutil
 
 import numpy as np
@@ -207,7 +208,11 @@ def test_a_20_joint_json_skeleton_imports_exports_and_reimports(tmp_path):
         np.testing.assert_array_equal(a.motion(), b.motion())
 
 
-def test_import_shows_a_progress_bar(gtu_subset, capsys):
+def test_import_shows_its_progress(gtu_subset, capsys, caplog):
+    """Off a terminal (pytest captures stderr) the import's progress is a log line, not a
+    bar's redraws (`attacks.core.progress`; tests/test_progress.py covers the bar)."""
+    caplog.set_level(logging.INFO, logger="attacks.progress")
     call_command("import_dataset", "gtu", str(gtu_subset), name="bar")
-    err = capsys.readouterr().err
-    assert "reading gtu" in err and "12/12" in err
+    lines = [r.getMessage() for r in caplog.records if r.name == "attacks.progress"]
+    assert any("reading gtu" in line and "12/12" in line for line in lines), lines
+    assert "\r" not in capsys.readouterr().err

@@ -24,6 +24,7 @@ from django.urls import resolve
 from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.renderers import OpenApiJsonRenderer
 
+from studies import assignment
 from studies.models import Study, Trial
 from tests.factories import make_samples, make_study
 
@@ -216,7 +217,7 @@ def study_flow(client, check):
     check(client.delete("/api/participations/not-a-token/"), 404)
 
     closed_token = check(start(client, "deceitfulness", PROLIFIC_PID="pid-3"), 201)["token"]
-    Study.objects.get(slug="deceitfulness").close(now=True)
+    assignment.close_study(Study.objects.get(slug="deceitfulness"), now=True)
     check(client.get(f"/api/participations/{closed_token}/next/"), 403)
 
 
