@@ -1,5 +1,6 @@
 """The README's main job, end to end on a small synthetic dataset, twice (it must be idempotent)."""
 import io
+import logging
 
 import pytest
 from django.core.management import call_command
@@ -13,11 +14,19 @@ DEMO = dict(data="/nonexistent-so-synthetic", epochs=20, width=8, frames=24, cli
             base_url="http://example.test")
 
 
-def test_demo_runs_every_step_and_can_run_again(settings, tmp_path, client):
+def test_demo_runs_every_step_and_can_run_again(settings, tmp_path, client, caplog, capsys):
     settings.DATA_DIR = tmp_path
+    caplog.set_level(logging.INFO, logger="attacks.progress")
     out = io.StringIO()
     call_command("demo", stdout=out, **DEMO)
     text = out.getvalue()
+    # Written to a log (not a terminal), progress is a line per epoch or attacked batch,
+    # not a progress bar's redraws (the demo's log once held thousands of those).
+    progress = [r.getMessage() for r in caplog.records if r.name == "attacks.progress"]
+    assert len([line for line in progress if line.startswith("epoch ")]) == DEMO["epochs"]
+    assert any(" batch 1/" in line and "fooled=" in line for line in progress)
+    assert len(progress) < 100, progress
+    assert "\r" not in capsys.readouterr().err
     rec = Recognizer.objects.get(name="synthetic-stgcn")
     # 20 epochs make the synthetic recognizer accurate whatever the thread count, so the 12
     # attacked test clips are (nearly) all correctly classified and the attacks have work to do.
