@@ -16,7 +16,7 @@ from attacks.core.methods.numerics import RecognizerRunner, bf16_supported
 from attacks.core.methods.metrics import perceptual_metrics
 from attacks.core.motion import to_model_input
 from attacks.core.data.readers import gtu
-from attacks.core.recognizers import build_recognizer
+from attacks.core.recognizers import build_recognizer, compile_gain
 from attacks.core.recognizers.streams import bone_stream
 from attacks.core.skeletons import get_skeleton
 from attacks.core.data.splits import stratified_split
@@ -50,8 +50,15 @@ def test_defaults_follow_the_hardware_and_the_size_of_the_work(monkeypatch):
     monkeypatch.setattr(numerics, "bf16_supported", lambda device="cpu": True)
     assert Numerics.resolve_precision("auto") == "bf16" and Numerics.resolve_precision("fp32") == "fp32"
     many, few = numerics.COMPILE_MIN_CLIPS, numerics.COMPILE_MIN_CLIPS - 1
-    assert Numerics.for_run("bf16", clips=many).compile and not Numerics.for_run("bf16", clips=few).compile
-    assert not Numerics.for_run("fp32", clips=many).compile  # the exact path stays exact unless asked
+    pays = compile_gain("stgcn")
+    assert Numerics.for_run("bf16", clips=many, compile_gain=pays).compile
+    assert not Numerics.for_run("bf16", clips=few, compile_gain=pays).compile
+    assert not Numerics.for_run("fp32", clips=many, compile_gain=pays).compile  # the exact path stays exact unless asked
+    # compiled by default only where the measured gain repays a cold compile, never unmeasured
+    assert not Numerics.for_run("bf16", clips=many, compile_gain=compile_gain("msg3d")).compile
+    assert not Numerics.for_run("bf16", clips=many, compile_gain=compile_gain("agcn")).compile
+    assert compile_gain("sgn") is None and not Numerics.for_run("bf16", clips=many).compile
+    assert Numerics.for_run("bf16", clips=1, compile=True).compile  # asking always compiles
     assert Numerics.for_run("fp32", clips=1, compile=True) == Numerics(compile=True)
     assert Numerics.for_run("bf16", clips=1, channels_last=True).channels_last
 

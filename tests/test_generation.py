@@ -6,6 +6,7 @@ from django.core.management import CommandError, call_command
 from attacks.services import generation
 
 from attacks.core.data import preprocessing
+from attacks.core.recognizers import compile_gain
 from attacks.models import AdversarialSample, Dataset, GenerationRun, Recognizer, TransferResult
 
 ATTACK = dict(recognizer="tiny", iterations=12, batch_size=4, no_progress=True)
@@ -210,3 +211,22 @@ def test_the_prepare_hook_runs_once_per_run_in_process_and_queued(trained, monke
     run = GenerationRun.objects.get()
     assert run.status == "done"
     assert {s.clip_id: (bytes(s.adversarial), s.iterations) for s in run.samples.all()} == reference
+
+
+def test_a_run_decides_compilation_from_its_recognizers_measured_gain(trained, monkeypatch):
+    """generate_samples hands the recognizer's measured compile gain to the numerics rule,
+    so a long bf16 run compiles an ST-GCN and would not compile an unmeasured architecture."""
+    from attacks.core.methods import numerics
+    from attacks.services import generation
+    asked = []
+    real = numerics.Numerics.for_run.__func__
+
+    def spy(cls, precision, **kwargs):
+        asked.append(kwargs)
+        return real(cls, precision, **{**kwargs, "clips": 0} if "clips" in kwargs else kwargs)  # never compile here
+
+    monkeypatch.setattr(generation.Numerics, "for_run", classmethod(spy))
+    call_command("generate_samples", method="smart", strategy="ab", lr=0.02, **ATTACK)
+    attacked = [a for a in asked if "clips" in a]  # the command's own call only checks the options
+    assert attacked and all(a["compile_gain"] == compile_gain("stgcn") for a in attacked)
+    assert real(numerics.Numerics, "bf16", clips=10**6, compile_gain=attacked[0]["compile_gain"]).compile

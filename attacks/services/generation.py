@@ -32,6 +32,7 @@ from attacks.core.training.evaluation import predict_logits
 from attacks.core.methods.losses import STRATEGIES, attack_success
 from attacks.core.methods import (METHODS, REGISTRY, MotionDiscriminator, attack_in_batches, draw_targets,
                                   method_config, prepare)
+from attacks.core.recognizers import compile_gain
 from attacks.core.methods.numerics import PRECISIONS, Numerics
 from attacks.core.methods.metrics import perceptual_metrics
 from attacks.core.errors import AttacksError
@@ -229,7 +230,7 @@ def attack_positions(scope: GenerationScope, positions, *, model=None, inputs=No
     todo = np.array([int(i) for i in positions if int(i) not in stored], dtype=np.int64)
     try:
         numerics = Numerics.for_run(run_precision(config), compile=compile, channels_last=channels_last,
-                                    clips=len(todo))
+                                    clips=len(todo), compile_gain=compile_gain(run.recognizer.arch))
         numerics.check_device(device)
     except ValueError as e:
         raise RecognitionError(f"run {run.pk}: {e}") from None

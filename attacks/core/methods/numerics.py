@@ -36,6 +36,7 @@ from attacks.core.motion import to_model_input
 
 PRECISIONS = ("fp32", "bf16")
 COMPILE_MIN_CLIPS = 1000  # clips in one attack call from which compiling pays (README, *Attack engine speed*)
+COMPILE_MIN_GAIN = 1.2  # a measured bf16 compile speed-up below this does not repay a cold compile
 CHANNELS_LAST = False  # measured: no gain on top of bf16 + compile (README)
 
 
@@ -71,16 +72,20 @@ class Numerics:
 
     @classmethod
     def for_run(cls, precision: str, *, compile: bool | None = None,
-                channels_last: bool | None = None, clips: int | None = None) -> "Numerics":
+                channels_last: bool | None = None, clips: int | None = None,
+                compile_gain: float | None = None) -> "Numerics":
         """How one run executes: its precision (part of the run's identity) and the execution
         options (like the device and the batch size, not part of it).
 
-        compile None: compiled when the work is long enough to pay for compilation
-        (`clips` ≥ COMPILE_MIN_CLIPS) and the precision is bf16, where compiling measured up
-        to 1.54× (ST-GCN); inductor's first compile of a model takes tens of seconds to
-        minutes on two cores (README, *Attack engine speed*). channels_last None: CHANNELS_LAST."""
+        compile None: compiled when the precision is bf16, the work is long enough to pay
+        for compilation (`clips` ≥ COMPILE_MIN_CLIPS) and the recognizer's measured bf16
+        compile speed-up (`compile_gain`, its class's COMPILE_GAIN) is at least
+        COMPILE_MIN_GAIN: ST-GCN's 1.54× pays for inductor's first compile (48 s on two
+        cores), MS-G3D's 1.03× does not (243 s), and an architecture never measured is not
+        compiled unless asked (README, *Attack engine speed*). channels_last None: CHANNELS_LAST."""
         if compile is None:
-            compile = precision == "bf16" and clips is not None and clips >= COMPILE_MIN_CLIPS
+            compile = (precision == "bf16" and clips is not None and clips >= COMPILE_MIN_CLIPS
+                       and compile_gain is not None and compile_gain >= COMPILE_MIN_GAIN)
         return cls(precision=precision, compile=bool(compile),
                    channels_last=CHANNELS_LAST if channels_last is None else bool(channels_last))
 

@@ -15,6 +15,11 @@ settings it was tuned with. Keys are constructor keywords (`width`, `num_frames`
 also sets the clip length the data is resampled to) and `train()` keywords
 (`attacks.core.training.loop.split_preset` separates them). CPU seconds per epoch (355
 clips, one thread) were measured before choosing widths.
+
+A class may also declare `COMPILE_GAIN`: how much `torch.compile` measured on top of bf16
+for one attack iteration at the published width (README, *Attack engine speed*). Attack
+runs compile by default only where that gain was measured and pays (`compile_gain`,
+`attacks.core.methods.numerics.Numerics.for_run`).
 """
 from importlib import import_module
 
@@ -49,3 +54,8 @@ def cpu_preset(arch: str) -> dict:
 def cpu_presets() -> dict[str, dict]:
     """Every architecture's CPU preset, in registry order."""
     return {arch: cpu_preset(arch) for arch in ARCHITECTURES}
+
+
+def compile_gain(arch: str) -> float | None:
+    """The measured speed-up of compiling `arch` under bf16, or None where never measured."""
+    return getattr(recognizer_class(arch), "COMPILE_GAIN", None)

@@ -46,6 +46,7 @@ G3D_WINDOWS = (3, 5)
 
 class MSG3D(nn.Module):
     CPU_PRESET = dict(width=6, num_frames=32, epochs=30, **GCN_TRAINING)
+    COMPILE_GAIN = 1.03  # bf16 295.9 -> 286.9 ms, after a 243 s cold compile
 
     def __init__(self, skeleton, num_classes, num_persons=2, num_frames=64, width=None, in_channels=3):
         super().__init__()

@@ -217,6 +217,7 @@ class STGCN(SkeletonRecognizer):
     """ST-GCN (Yan et al. 2018): spatial partitions, edge importance, 9x1 temporal convs."""
 
     CPU_PRESET = dict(width=16, num_frames=64, epochs=40, **GCN_TRAINING)
+    COMPILE_GAIN = 1.54  # bf16 34.9 -> 22.7 ms per sample-iteration
 
     def __init__(self, skeleton, num_classes, num_persons=2, num_frames=64, width=None, in_channels=3,
                  num_blocks=10, dropout=0.0, streams=("joint",), **kwargs):
@@ -230,6 +231,7 @@ class AGCN2s(SkeletonRecognizer):
     the bone stream computed from x inside the model; logits summed."""
 
     CPU_PRESET = dict(width=8, num_frames=64, epochs=30, **GCN_TRAINING)
+    COMPILE_GAIN = 1.07  # bf16 96.7 -> 90.5 ms
 
     def __init__(self, skeleton, num_classes, num_persons=2, num_frames=64, width=None, in_channels=3,
                  num_blocks=10, dropout=0.0, streams=("joint", "bone"), **kwargs):
