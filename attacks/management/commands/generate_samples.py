@@ -5,7 +5,7 @@ from django.db.models import F
 
 from attacks.services.generation import generate_samples, generation_config, transfer_samples
 from attacks.core.methods import METHODS, STRATEGIES, Numerics, SmartConfig
-from attacks.core.methods.numerics import COMPILE_MIN_CLIPS
+from attacks.core.methods.numerics import COMPILE_MIN_CLIPS, COMPILE_MIN_GAIN
 from attacks.core.methods.smart import METHOD as SMART
 from attacks.models import Recognizer, TransferResult
 from attacks.core.errors import AttacksError
@@ -43,7 +43,8 @@ class Command(BaseCommand):
                                  "(README, Attack engine speed)")
         parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                             help="torch.compile the recognizer (default: on for bf16 runs of at least "
-                                 f"{COMPILE_MIN_CLIPS} clips, where compiling pays; README)")
+                                 f"{COMPILE_MIN_CLIPS} clips of an architecture whose measured compile gain is "
+                                 f"at least {COMPILE_MIN_GAIN}x, where compiling pays; README)")
         parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                             help="channels-last weights for the recognizer's convolutions")
         parser.add_argument("--seed", type=int, default=0)
