@@ -213,9 +213,12 @@ def test_the_prepare_hook_runs_once_per_run_in_process_and_queued(trained, monke
     assert {s.clip_id: (bytes(s.adversarial), s.iterations) for s in run.samples.all()} == reference
 
 
-def test_a_run_decides_compilation_from_its_recognizers_measured_gain(trained, monkeypatch):
-    """generate_samples hands the recognizer's measured compile gain to the numerics rule,
-    so a long bf16 run compiles an ST-GCN and would not compile an unmeasured architecture."""
+def test_a_run_decides_compilation_from_its_recognizers_measured_gain(trained, monkeypatch, settings):
+    """generate_samples hands the recognizer's measured compile gain and the run's remaining
+    clips to the numerics rule, so a long bf16 run compiles an ST-GCN and would not compile
+    an unmeasured architecture; a Celery shard decides on the run's remaining clips (its
+    worker keeps the compiled recognizer from shard to shard), not on its own few."""
+    from attacks import tasks
     from attacks.core.methods import numerics
     from attacks.services import generation
     asked = []
@@ -230,3 +233,19 @@ def test_a_run_decides_compilation_from_its_recognizers_measured_gain(trained, m
     attacked = [a for a in asked if "clips" in a]  # the command's own call only checks the options
     assert attacked and all(a["compile_gain"] == compile_gain("stgcn") for a in attacked)
     assert real(numerics.Numerics, "bf16", clips=10**6, compile_gain=attacked[0]["compile_gain"]).compile
+    run = GenerationRun.objects.get()
+    assert attacked[0]["clips"] == run.total - run.skipped
+    run.delete()
+
+    asked.clear()
+    sent = []
+    monkeypatch.setattr(tasks.attack_shard, "apply_async", lambda args, queue=None: sent.append(args))
+    settings.GENERATION_DEVICE = "cpu"
+    call_command("generate_samples", method="smart", strategy="ab", lr=0.02, queue=True, shard_size=2, **ATTACK)
+    run = GenerationRun.objects.get()
+    assert len(sent) >= 2
+    for args in sent:  # each shard as a worker runs it, here in this process
+        tasks.attack_shard(*args)
+    shards = [a["clips"] for a in asked if "clips" in a]
+    assert len(shards) == len(sent) and shards[0] == run.total - run.skipped  # not the shard's 4 clips
+    assert shards == sorted(shards, reverse=True)  # what is left of the run, shard after shard

@@ -229,8 +229,11 @@ def attack_positions(scope: GenerationScope, positions, *, model=None, inputs=No
     stored = scope.stored_positions()
     todo = np.array([int(i) for i in positions if int(i) not in stored], dtype=np.int64)
     try:
+        # Compilation pays over the run's remaining work, not one shard's: a Celery worker
+        # keeps its recognizer, and the compiled module with it, from shard to shard.
+        remaining = max(len(todo), (run.total or 0) - (run.skipped or 0) - len(stored))
         numerics = Numerics.for_run(run_precision(config), compile=compile, channels_last=channels_last,
-                                    clips=len(todo), compile_gain=compile_gain(run.recognizer.arch))
+                                    clips=remaining, compile_gain=compile_gain(run.recognizer.arch))
         numerics.check_device(device)
     except ValueError as e:
         raise RecognitionError(f"run {run.pk}: {e}") from None
