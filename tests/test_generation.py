@@ -241,11 +241,12 @@ def test_a_run_decides_compilation_from_its_recognizers_measured_gain(trained, m
     sent = []
     monkeypatch.setattr(tasks.attack_shard, "apply_async", lambda args, queue=None: sent.append(args))
     settings.GENERATION_DEVICE = "cpu"
-    call_command("generate_samples", method="smart", strategy="ab", lr=0.02, queue=True, shard_size=2, **ATTACK)
+    call_command("generate_samples", method="smart", strategy="ab", lr=0.02, queue=True, shard_size=1,
+                 **{**ATTACK, "batch_size": 1})  # one clip per shard
     run = GenerationRun.objects.get()
     assert len(sent) >= 2
     for args in sent:  # each shard as a worker runs it, here in this process
         tasks.attack_shard(*args)
     shards = [a["clips"] for a in asked if "clips" in a]
-    assert len(shards) == len(sent) and shards[0] == run.total - run.skipped  # not the shard's 4 clips
+    assert len(shards) == len(sent) and shards[0] == run.total - run.skipped  # not the shard's one clip
     assert shards == sorted(shards, reverse=True)  # what is left of the run, shard after shard

@@ -302,9 +302,11 @@ def attack_positions(scope: GenerationScope, positions, *, model=None, inputs=No
         # judge, accept and store above read this chunk's todo, inputs and rows_of.
         todo = everything[start:start + chunk]
         inputs, rows_of = source.model_inputs(todo), np.arange(len(todo))
+        # The chunk's world motions are passed as they are (no indexed copy) and no batch's
+        # result is kept once stored: the chunk's inputs are what memory holds.
         attack_in_batches(
-            model, inputs.world[rows_of], labels[todo], scope.skeleton, batch_size=batch_size, device=device,
-            targets=None if targets is None else targets[todo], fps=inputs.fps[rows_of], on_batch=store,
+            model, inputs.world, labels[todo], scope.skeleton, batch_size=batch_size, device=device,
+            targets=None if targets is None else targets[todo], fps=inputs.fps, on_batch=store, keep_results=False,
             show_progress=progress, preprocess=preprocess, margin=margin, accept=accept,
             method=config["method"], strategy=config["strategy"], seed=config["seed"],
             iterations=config["iterations"], top_n=config["top_n"] or 3, numerics=numerics, **scope.options)

@@ -162,9 +162,14 @@ def attack_in_batches(
     strategy: str = "ab",
     seed: int = 0,
     accept: Callable | None = None,
+    keep_results: bool = True,
     **attack_options,
-) -> AttackResult:
+) -> AttackResult | None:
     """Attack a large array (N, M, T, V, 3) batch by batch; results are gathered on the CPU.
+
+    keep_results=False returns None and keeps no batch's result once `on_batch` has had it:
+    a caller that stores each batch (generation) then holds one batch of adversarial
+    motions, not the whole array's.
 
     accept(motions, indices) judges candidates before they are frozen (`engine.run_attack`),
     with `indices` positions in `motions`.
@@ -213,12 +218,13 @@ def attack_in_batches(
         ).cpu()
         if on_batch is not None:
             on_batch(b, idx, result)
-        results.append(result)
+        if keep_results:
+            results.append(result)
         fooled, attacked = fooled + int(result.success.sum()), attacked + len(idx)
         bar.set_postfix(fooled=f"{fooled}/{attacked}")
-    if not results:
+    if not attacked:
         raise ValueError("attack_in_batches got no motions")
-    return AttackResult.concatenate(results)
+    return AttackResult.concatenate(results) if keep_results else None
 
 
 def _batch(array, idx, device):
