@@ -463,17 +463,13 @@ def test_presets_set_values_and_explicit_options_win():
 def test_attack_in_batches_can_hand_batches_over_without_keeping_them():
     """keep_results=False (what generation uses, storing each batch as it comes) gives
     on_batch the same results and keeps none of them."""
-    from attacks.core.methods import attack_in_batches
-    from attacks.core.skeletons import get_skeleton
-    skeleton = get_skeleton("ntu25")
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * skeleton.num_joints, 3))
-    motions = torch.randn(10, 1, 8, skeleton.num_joints, 3) * 0.1
+    model = LinearModel(8)
+    motions = random_ntu(10, frames=8, seed=3)
     labels = model(motions.permute(0, 4, 2, 3, 1)).argmax(1)
     handed = {True: [], False: []}
     kept = {}
     for keep in (True, False):
-        kept[keep] = attack_in_batches(model, motions, labels, skeleton, batch_size=4, iterations=3,
+        kept[keep] = attack_in_batches(model, motions, labels, NTU, batch_size=4, iterations=3,
                                        show_progress=False, keep_results=keep,
                                        on_batch=lambda b, idx, r, keep=keep: handed[keep].append((idx, r)))
     assert kept[False] is None and len(handed[False]) == len(handed[True]) == 3
